@@ -1,0 +1,8 @@
+"""Engines: RDTrainer (one-stage RD co-training) and RDEvaluator."""
+
+from .branches import RDBranches
+from .rd_evaluator import RDEvaluator
+from .rd_trainer import LOSS_TERMS, RDTrainer
+from .teacher_features import TeacherFeatureSource
+
+__all__ = ["LOSS_TERMS", "RDBranches", "RDEvaluator", "RDTrainer", "TeacherFeatureSource"]

@@ -1,0 +1,73 @@
+"""Where the trainer gets teacher features from: the frozen teacher, through an optional cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..handlers.feature_cache import TeacherFeatureCache
+
+__all__ = ["TeacherFeatureSource"]
+
+
+class TeacherFeatureSource(nn.Module):
+    """Frozen teacher plus an optional :class:`TeacherFeatureCache`.
+
+    With a cache, each batch needs the sample ids (``id_key``) and, when the teacher's input is
+    randomly augmented, the view index (``view_key``) written by
+    :class:`~rd_components.data.views.FixedViewsd`; without a view key every sample is view 0,
+    which is only correct when the teacher's input is deterministic, so the bundles switch the
+    cache off when augmentation is random and no fixed views are configured.
+
+    Args:
+        teacher: frozen module ``(B, C, *spatial) -> (B, C_T, *spatial')``.
+        cache: feature cache, or ``None`` to call the teacher on every batch.
+        id_key: batch key holding sample ids.
+        view_key: batch key holding view indices.
+
+    Shapes:
+        ``images (B, C, *spatial)`` -> features ``(B, C_T, *spatial')`` on the images' device.
+    """
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        cache: TeacherFeatureCache | None = None,
+        id_key: str = "id",
+        view_key: str = "view",
+    ) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.cache = cache
+        self.id_key = id_key
+        self.view_key = view_key
+
+    @classmethod
+    def wrap(cls, teacher: nn.Module) -> TeacherFeatureSource:
+        """Return ``teacher`` if it already is a source, else an uncached source around it."""
+        return teacher if isinstance(teacher, cls) else cls(teacher)
+
+    def train(self, mode: bool = True) -> TeacherFeatureSource:
+        # the teacher is frozen: BatchNorm statistics never update
+        super().train(False)
+        return self
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor, batchdata: Any = None) -> torch.Tensor:
+        """Teacher features of a batch, from the cache where possible."""
+        self.teacher.eval()
+        if self.cache is None or not isinstance(batchdata, dict) or self.id_key not in batchdata:
+            return self.teacher(images)
+        ids = list(batchdata[self.id_key])
+        views = batchdata.get(self.view_key)
+        views = [0] * len(ids) if views is None else [int(v) for v in torch.as_tensor(views).reshape(-1)]
+        keys, found = self.cache.lookup_batch(ids, views)
+        missing = [i for i, f in enumerate(found) if f is None]
+        if missing:
+            computed = self.teacher(images[missing])
+            for row, index in enumerate(missing):
+                self.cache.put(keys[index], computed[row])
+                found[index] = computed[row]
+        return torch.stack([f.to(images.device, non_blocking=True) for f in found]).float()

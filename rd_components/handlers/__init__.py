@@ -1,0 +1,22 @@
+"""Handlers: teacher feature cache, progress, reports and plots, export, MLflow registry."""
+
+from .export import StudentExportHandler, export_torchscript
+from .feature_cache import TeacherFeatureCache
+from .metrics import stacked_output
+from .mlflow_registry import MLflowRegistryHandler
+from .predictions import PredictionCollector
+from .progress import ProgressBarHandler
+from .report import TrainingReportHandler, plot_confusion_matrix, plot_training_curves
+
+__all__ = [
+    "MLflowRegistryHandler",
+    "PredictionCollector",
+    "ProgressBarHandler",
+    "StudentExportHandler",
+    "TeacherFeatureCache",
+    "TrainingReportHandler",
+    "export_torchscript",
+    "plot_confusion_matrix",
+    "plot_training_curves",
+    "stacked_output",
+]

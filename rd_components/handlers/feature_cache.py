@@ -1,0 +1,125 @@
+"""Teacher feature cache: the frozen teacher runs once per (sample, view), not once per epoch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+__all__ = ["TeacherFeatureCache"]
+
+logger = logging.getLogger(__name__)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class TeacherFeatureCache:
+    """In-memory and optional on-disk store of teacher features ``(C_T, *spatial')`` per sample.
+
+    Because the teacher is frozen and the reprogrammer sits after it, its output depends only on
+    its input, that is on the sample, the augmentation view and the preprocessing. Entries are
+    keyed by ``(sample id, view)`` inside a *namespace* that hashes the teacher's name, its
+    weights digest and a description of the preprocessing: changing any of them selects a new
+    namespace, so stale features are never served. Disk entries are ``safetensors`` files
+    (no pickle) written atomically (temporary file + rename), so concurrent ranks and killed
+    runs never leave a half-written entry.
+
+    Args:
+        teacher_name: teacher registry name.
+        weights_digest: SHA-256 (or other stable digest) of the teacher weights.
+        preprocessing: anything JSON-serialisable that determines the teacher's input
+            (patch size, intensity mapping, transform settings, view count).
+        cache_dir: folder for the disk cache; ``None`` keeps it in memory only.
+        in_memory: also keep entries in RAM (fast path for later epochs).
+    """
+
+    def __init__(
+        self,
+        teacher_name: str,
+        weights_digest: str,
+        preprocessing: Any = None,
+        cache_dir: str | os.PathLike | None = None,
+        in_memory: bool = True,
+    ) -> None:
+        description = {"teacher": teacher_name, "weights": weights_digest, "preprocessing": preprocessing}
+        self.namespace = _digest(json.dumps(description, sort_keys=True, default=str))[:16]
+        self.in_memory = in_memory
+        self._memory: dict[str, torch.Tensor] = {}
+        self.hits = 0
+        self.misses = 0
+        self.directory: Path | None = None
+        if cache_dir is not None:
+            self.directory = Path(cache_dir) / self.namespace
+            self.directory.mkdir(parents=True, exist_ok=True)
+            meta = self.directory / "namespace.json"
+            if not meta.exists():
+                meta.write_text(json.dumps(description, sort_keys=True, indent=2, default=str))
+
+    @staticmethod
+    def entry_key(sample_id: str, view: int = 0) -> str:
+        """Stable key of one (sample, view) pair."""
+        return _digest(f"{sample_id}\x00{int(view)}")[:32]
+
+    def _path(self, key: str) -> Path:
+        assert self.directory is not None
+        return self.directory / key[:2] / f"{key}.safetensors"
+
+    def get(self, key: str) -> torch.Tensor | None:
+        """Cached features ``(C_T, *spatial')`` on CPU, or ``None``."""
+        if key in self._memory:
+            return self._memory[key]
+        if self.directory is not None:
+            path = self._path(key)
+            if path.exists():
+                try:
+                    tensor = load_file(str(path))["features"]
+                except Exception as error:  # a damaged entry is recomputed, never served
+                    logger.warning("Feature cache entry %s unreadable (%s); recomputing.", path.name, error)
+                    return None
+                if self.in_memory:
+                    self._memory[key] = tensor
+                return tensor
+        return None
+
+    def put(self, key: str, features: torch.Tensor) -> None:
+        """Store features ``(C_T, *spatial')`` (moved to CPU, contiguous)."""
+        tensor = features.detach().to("cpu").contiguous()
+        if self.in_memory:
+            self._memory[key] = tensor
+        if self.directory is not None:
+            path = self._path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            os.close(fd)
+            try:
+                save_file({"features": tensor}, tmp)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+
+    def lookup_batch(self, sample_ids: Sequence[str], views: Sequence[int]) -> tuple[list[str], list[torch.Tensor | None]]:
+        """Keys and cached features (``None`` for misses) of a batch."""
+        keys = [self.entry_key(str(i), int(v)) for i, v in zip(sample_ids, views)]
+        found = [self.get(k) for k in keys]
+        hits = sum(f is not None for f in found)
+        self.hits += hits
+        self.misses += len(keys) - hits
+        return keys, found
+
+    def stats(self) -> Mapping[str, int]:
+        """Hit and miss counts since creation."""
+        return {"hits": self.hits, "misses": self.misses, "entries_in_memory": len(self._memory)}
+
+    def __len__(self) -> int:
+        return len(self._memory)

@@ -1,0 +1,106 @@
+"""Finish an MLflow run: upload report files, register the deployable student, mark failures."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import mlflow
+import torch
+from ignite.engine import Engine, Events
+from monai.handlers import MLFlowHandler
+
+from .export import StudentExportHandler
+
+__all__ = ["MLflowRegistryHandler"]
+
+logger = logging.getLogger(__name__)
+
+
+class MLflowRegistryHandler:
+    """Companion of MONAI's ``MLFlowHandler`` for the end of a training run.
+
+    On ``COMPLETED`` (attach it *before* the ``MLFlowHandler`` that closes the run): uploads
+    ``artifacts`` (files or folders that exist), logs the exported best student with
+    ``mlflow.pytorch.log_model`` (pickle format, with an input example) and registers it as
+    ``registered_model_name``. On ``EXCEPTION_RAISED``: marks the run FAILED, so a crashed run is
+    never left RUNNING, and re-raises.
+
+    Args:
+        mlflow_handler: the trainer's ``MLFlowHandler`` (its run and client are reused).
+        exporter: the :class:`StudentExportHandler` that produced the best student.
+        registered_model_name: model registry name; ``None`` logs the model without registering.
+        artifacts: paths uploaded to the run (missing ones are skipped), or a callable giving them.
+        enabled: ``False`` on non-zero ranks.
+    """
+
+    def __init__(
+        self,
+        mlflow_handler: MLFlowHandler | None,
+        exporter: StudentExportHandler | None = None,
+        registered_model_name: str | None = None,
+        artifacts: Sequence[str | os.PathLike] | Callable[[], Sequence[str | os.PathLike]] = (),
+        enabled: bool = True,
+    ) -> None:
+        self.mlflow_handler = mlflow_handler
+        self.exporter = exporter
+        self.registered_model_name = registered_model_name
+        self.artifacts = artifacts
+        self.enabled = enabled and mlflow_handler is not None
+        self.model_uri: str | None = None
+        self.model_version: str | None = None
+
+    def attach(self, engine: Engine) -> None:
+        """Register on ``COMPLETED`` and ``EXCEPTION_RAISED``."""
+        if self.enabled:
+            engine.add_event_handler(Events.COMPLETED, self.completed)
+            engine.add_event_handler(Events.EXCEPTION_RAISED, self.failed)
+
+    @property
+    def run_id(self) -> str | None:
+        run = getattr(self.mlflow_handler, "cur_run", None)
+        return None if run is None else run.info.run_id
+
+    def completed(self, engine: Engine) -> None:
+        """Upload artifacts and register the student in the run of the ``MLFlowHandler``."""
+        run_id = self.run_id
+        if run_id is None:
+            logger.warning("No active MLflow run: nothing registered.")
+            return
+        client = self.mlflow_handler.client
+        paths = self.artifacts() if callable(self.artifacts) else self.artifacts
+        for path in map(Path, paths):
+            if path.is_dir():
+                client.log_artifacts(run_id, str(path), artifact_path=path.name)
+            elif path.is_file():
+                client.log_artifact(run_id, str(path))
+        if self.exporter is None or self.exporter.exported is None:
+            return
+        model = self.exporter.exported
+        example = torch.rand(self.exporter.example_shape).numpy()
+        mlflow.set_tracking_uri(client.tracking_uri)
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pytorch.log_model(
+                model,
+                name="student",
+                input_example=example,
+                registered_model_name=self.registered_model_name,
+                serialization_format="pickle",
+            )
+        self.model_uri = info.model_uri
+        self.model_version = None if info.registered_model_version is None else str(info.registered_model_version)
+        logger.info("Student logged to MLflow run %s as %s (registered: %s v%s).", run_id, info.model_uri,
+                    self.registered_model_name, self.model_version)
+
+    def failed(self, engine: Engine, error: Exception) -> None:
+        """Mark the run FAILED and re-raise ``error``."""
+        run_id = self.run_id
+        if run_id is not None:
+            try:
+                self.mlflow_handler.client.set_terminated(run_id, "FAILED")
+                self.mlflow_handler.cur_run = None
+            except Exception as mlflow_error:  # the original error matters more
+                logger.warning("Could not mark MLflow run %s FAILED: %s", run_id, mlflow_error)
+        raise error

@@ -1,0 +1,7 @@
+"""Losses of Reprogramming Distillation: CKA, Hinton KD, FitNet hints and the RD objective."""
+
+from rd_components.losses.cka import CKALoss, cka
+from rd_components.losses.distillation import HintLoss, KDLoss
+from rd_components.losses.rd_loss import RDLoss
+
+__all__ = ["cka", "CKALoss", "KDLoss", "HintLoss", "RDLoss"]

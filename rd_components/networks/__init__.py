@@ -1,0 +1,16 @@
+"""Networks of Reprogramming Distillation: reprogrammer, shared classifier, students."""
+
+from .classifier import SharedClassifier
+from .deployable import DeployableStudent
+from .reprogrammer import Reprogrammer
+from .students import StudentFeatures, TinyCNN, create_student, list_students
+
+__all__ = [
+    "DeployableStudent",
+    "Reprogrammer",
+    "SharedClassifier",
+    "StudentFeatures",
+    "TinyCNN",
+    "create_student",
+    "list_students",
+]

@@ -1,0 +1,92 @@
+"""Reprogramming module: maps frozen foundation-model features to the student's feature space."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["Reprogrammer"]
+
+
+class Reprogrammer(nn.Module):
+    """Residual block in the teacher's feature space, then global pooling and a projection.
+
+    The last layer of the residual branch is zero-initialised, so at the start of training the
+    block is the identity and the reprogrammed features are a linear projection of the pooled
+    teacher features (a linear probe); training then bends the teacher space towards one that
+    the shared classifier and the student can both use.
+
+    Args:
+        spatial_dims: 0 for vector teacher features ``(B, C)``, 2 or 3 for feature maps
+            ``(B, C, H, W)`` / ``(B, C, D, H, W)``.
+        in_channels: width ``C`` of the teacher features.
+        out_features: width ``d`` of the student features (the shared classifier's input).
+        hidden_channels: bottleneck width of the residual branch (default ``min(C, 256)``), so
+            a 2048-channel 3D map does not need a 2048x2048x27 convolution.
+        num_blocks: number of residual blocks.
+        dropout: dropout before the projection.
+
+    Shapes:
+        input ``(B, C)`` or ``(B, C, *spatial)``; output ``(B, out_features)``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_features: int,
+        hidden_channels: int | None = None,
+        num_blocks: int = 1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (0, 1, 2, 3):
+            raise ValueError(f"Reprogrammer: spatial_dims must be 0 (vectors), 1, 2 or 3, got {spatial_dims}.")
+        if in_channels < 1 or out_features < 1:
+            raise ValueError(f"Reprogrammer: in_channels and out_features must be positive, got {in_channels}, {out_features}.")
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.out_features = out_features
+        hidden = hidden_channels or min(in_channels, 256)
+        self.blocks = nn.ModuleList([self._residual_branch(spatial_dims, in_channels, hidden) for _ in range(num_blocks)])
+        self.dropout = nn.Dropout(dropout)
+        self.projection = nn.Linear(in_channels, out_features)
+
+    @staticmethod
+    def _residual_branch(spatial_dims: int, channels: int, hidden: int) -> nn.Sequential:
+        if spatial_dims == 0:
+            last = nn.Linear(hidden, channels)
+            branch = nn.Sequential(nn.LayerNorm(channels), nn.Linear(channels, hidden), nn.GELU(), last)
+        else:
+            conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
+            norm = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[spatial_dims]
+            last = conv(hidden, channels, kernel_size=1)
+            branch = nn.Sequential(
+                conv(channels, hidden, kernel_size=1, bias=False),
+                norm(hidden),
+                nn.ReLU(inplace=True),
+                conv(hidden, hidden, kernel_size=3, padding=1, bias=False),
+                norm(hidden),
+                nn.ReLU(inplace=True),
+                last,
+            )
+        # zero-initialised last layer: the block starts as the identity
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        return branch
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Map teacher features ``(B, C[, *spatial])`` to reprogrammed features ``(B, out_features)``."""
+        expected_ndim = 2 + self.spatial_dims
+        if features.ndim != expected_ndim or features.shape[1] != self.in_channels:
+            raise ValueError(
+                f"Reprogrammer expects teacher features of shape (B, {self.in_channels}"
+                f"{', *spatial' * (self.spatial_dims > 0)}) with {expected_ndim} dims, got {tuple(features.shape)}: "
+                "the teacher's feature width or dimensionality does not fit this reprogrammer."
+            )
+        x = features
+        for block in self.blocks:
+            x = x + block(x)
+        if self.spatial_dims > 0:
+            x = torch.flatten(x, 2).mean(dim=2)
+        return self.projection(self.dropout(x))
