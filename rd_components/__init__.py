@@ -3,7 +3,12 @@
 Subpackages: ``networks`` (reprogrammer, shared classifier, students, deployable student),
 ``losses`` (CKA, KD, hint, RD), ``foundation`` (frozen teachers), ``engines`` (RDTrainer and
 evaluators), ``handlers`` (MLflow registry, feature cache, plots), ``data`` (embedded real
-datasets, datalists, transform presets).
+datasets, datalists, transform presets). Importing the package imports all of them, so bundle
+configs can write ``$import rd_components`` and then ``rd_components.data.X``.
 """
 
+from . import data, engines, foundation, handlers, losses, networks, utils
+
 __version__ = "0.1.0"
+
+__all__ = ["data", "engines", "foundation", "handlers", "losses", "networks", "utils"]

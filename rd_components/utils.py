@@ -75,23 +75,6 @@ def resolve_datalist(dataset_dir: str | os.PathLike, **build_kwargs: Any) -> str
     return str(ensure_dataset(dataset_dir, **build_kwargs))
 
 
-def load_split(datalist: str | os.PathLike, split: str, label_fraction: float = 1.0, seed: int = 0) -> list[dict]:
-    """Items of one split with absolute paths; ``training`` is subsampled (stratified, seeded)."""
-    from monai.data import load_decathlon_datalist
-
-    from .data import subsample_training
-
-    try:
-        items = load_decathlon_datalist(str(datalist), is_segmentation=False, data_list_key=split)
-    except ValueError as error:
-        raise ValueError(f"Datalist {datalist}: {error}") from None
-    if not items:
-        raise ValueError(f"Datalist {datalist}: split '{split}' is empty.")
-    if split == "training" and label_fraction < 1.0:
-        items = subsample_training({"training": items}, label_fraction, seed)["training"]
-    return items
-
-
 def write_executed_config(folder: str | os.PathLike, argv: list[str] | None = None) -> str | None:
     """Write the config this process runs (its ``--config_file`` files merged, with the
     command-line overrides applied) to ``<folder>/executed_config.json``; return the path.

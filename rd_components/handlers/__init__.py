@@ -6,9 +6,10 @@ from .metrics import stacked_output
 from .mlflow_registry import MLflowRegistryHandler
 from .predictions import PredictionCollector
 from .progress import ProgressBarHandler
-from .report import TrainingReportHandler, plot_confusion_matrix, plot_training_curves
+from .report import EvaluationReportHandler, TrainingReportHandler, plot_confusion_matrix, plot_training_curves
 
 __all__ = [
+    "EvaluationReportHandler",
     "MLflowRegistryHandler",
     "PredictionCollector",
     "ProgressBarHandler",

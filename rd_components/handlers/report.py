@@ -132,3 +132,41 @@ class TrainingReportHandler:
             plot_confusion_matrix(best["labels"], best["probs"].argmax(1), names, self.output_dir / "confusion_matrix.png",
                                   title="validation, best epoch")
         logger.info("Training report written to %s", self.output_dir)
+
+
+class EvaluationReportHandler:
+    """On an evaluator's ``COMPLETED``: write ``metrics.json`` and ``confusion_matrix.png``.
+
+    Attach it after the :class:`PredictionCollector` and before an ``MLFlowHandler`` whose
+    ``artifacts`` point at ``output_dir``, so the files exist when they are uploaded.
+
+    Args:
+        output_dir: folder for the files.
+        collector: the evaluator's :class:`PredictionCollector`.
+        class_names: names of the ``K`` classes.
+        extra: extra JSON fields (split, checkpoint, ...).
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, collector: PredictionCollector, class_names: Sequence[str],
+                 extra: dict | None = None) -> None:
+        self.output_dir = Path(output_dir)
+        self.collector = collector
+        self.class_names = list(class_names)
+        self.extra = dict(extra or {})
+
+    def attach(self, engine: Engine) -> None:
+        """Register on ``COMPLETED``."""
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        metrics = {k: float(v) for k, v in engine.state.metrics.items() if np.isscalar(v) or getattr(v, "ndim", 1) == 0}
+        result = {**self.extra, "metrics": metrics, "class_names": self.class_names}
+        latest = self.collector.latest
+        if latest is not None and len(latest["labels"]):
+            counts = plot_confusion_matrix(latest["labels"], latest["probs"].argmax(1), self.class_names,
+                                           self.output_dir / "confusion_matrix.png")
+            result["num_samples"] = int(len(latest["labels"]))
+            result["confusion_matrix"] = counts.tolist()
+        (self.output_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+        logger.info("Evaluation metrics %s written to %s", metrics, self.output_dir / "metrics.json")
