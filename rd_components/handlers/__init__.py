@@ -1,5 +1,6 @@
 """Handlers: teacher feature cache, progress, reports and plots, export, MLflow registry."""
 
+from .csv_writer import PredictionCSVWriter
 from .export import StudentExportHandler, export_torchscript
 from .feature_cache import TeacherFeatureCache
 from .metrics import stacked_output
@@ -11,6 +12,7 @@ from .report import EvaluationReportHandler, TrainingReportHandler, plot_confusi
 __all__ = [
     "EvaluationReportHandler",
     "MLflowRegistryHandler",
+    "PredictionCSVWriter",
     "PredictionCollector",
     "ProgressBarHandler",
     "StudentExportHandler",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -43,6 +44,8 @@ class StudentExportHandler:
         network: the deployable student being trained.
         ckpt_dir: folder of ``model.pt`` / ``model.ts``.
         example_shape: input shape for the export check, e.g. ``(1, 1, 64, 64)``.
+        model_info: JSON-serialisable facts the inference bundle needs (class names, patch
+            size, spatial dims, ...), written as ``model_info.json`` beside the model.
         enabled: ``False`` on non-zero ranks.
     """
 
@@ -53,6 +56,7 @@ class StudentExportHandler:
         example_shape: Sequence[int],
         best_filename: str = "model.pt",
         script_filename: str = "model.ts",
+        model_info: dict | None = None,
         enabled: bool = True,
     ) -> None:
         self.network = network
@@ -60,6 +64,7 @@ class StudentExportHandler:
         self.example_shape = tuple(int(s) for s in example_shape)
         self.best_path = self.ckpt_dir / best_filename
         self.script_path = self.ckpt_dir / script_filename
+        self.model_info = dict(model_info or {})
         self.enabled = enabled
         self.exported: nn.Module | None = None
 
@@ -82,4 +87,6 @@ class StudentExportHandler:
         model = self.best_model()
         diff = export_torchscript(model, self.script_path, torch.rand(self.example_shape))
         self.exported = model
+        info = {**self.model_info, "input_shape": list(self.example_shape), "torchscript_max_abs_diff": diff}
+        (self.ckpt_dir / "model_info.json").write_text(json.dumps(info, indent=2, default=str))
         logger.info("Exported best student to %s and %s (TorchScript vs eager max abs diff %.1e).", self.best_path, self.script_path, diff)

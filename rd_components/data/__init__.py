@@ -1,0 +1,32 @@
+"""Embedded datasets, datalists and DICOM/NIfTI transform presets.
+
+Tasks are cut from real scans and real expert atlases that exist offline (see DATA.md):
+``mni152_tissue`` (nilearn's MNI152 template, pip only) and ``colin27_aal`` (Colin27 + AAL from
+Debian's ``mricron-data``). Each is written as NIfTI or DICOM with a decathlon-style datalist.
+"""
+
+from .build import DATA_VERSION, FORMATS, build_dataset, dataset_name, ensure_dataset
+from .datalist import class_counts, load_datalist, read_datalist, stratified_indices, subsample_training
+from .inference import SafeInferenceDataset, find_inputs
+from .tasks import LABEL_SETS, TASKS
+from .transforms import SqueezeSingletonSpatiald, classification_transforms, has_random_transforms
+
+__all__ = [
+    "SafeInferenceDataset",
+    "find_inputs",
+    "DATA_VERSION",
+    "FORMATS",
+    "TASKS",
+    "LABEL_SETS",
+    "build_dataset",
+    "ensure_dataset",
+    "dataset_name",
+    "load_datalist",
+    "read_datalist",
+    "stratified_indices",
+    "subsample_training",
+    "class_counts",
+    "classification_transforms",
+    "has_random_transforms",
+    "SqueezeSingletonSpatiald",
+]

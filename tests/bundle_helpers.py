@@ -1,0 +1,30 @@
+"""Helpers for the end-to-end bundle tests: run ``python -m monai.bundle`` as users do."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bundle_configs(bundle: str, *names: str) -> str:
+    """``--config_file`` value for one or several configs of ``bundle``."""
+    paths = [str(REPO / "bundles" / bundle / "configs" / name) for name in names]
+    return paths[0] if len(paths) == 1 else json.dumps(paths)
+
+
+def run_bundle(run_id: str, config_file: str, cwd: Path, timeout: int = 900, **overrides) -> subprocess.CompletedProcess:
+    """Run ``python -m monai.bundle run <run_id>`` with ``--key value`` overrides; fail with its log."""
+    cmd = [sys.executable, "-m", "monai.bundle", "run"] + ([run_id] if run_id else []) + ["--config_file", config_file]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f"bundle run failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
