@@ -37,12 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default="data", help="parent folder of the datasets (git-ignored ./data by default)")
     p.add_argument("--label_set", choices=("lobe", "region"), default=None,
                    help="colin27_aal only: lobe (8 classes, default) or region (62, left/right merged)")
-    p.add_argument("--patch_size", type=int, default=None, help="patch side; default 64 (2D), 32 (3D MNI), 48 (3D Colin)")
+    p.add_argument("--patch_size", type=int, default=None,
+                   help="patch side; default 64 (2D), 32 (3D MNI), 48 (3D Colin)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--n_train", type=int, default=None, help="training patches (total, balanced over classes)")
     p.add_argument("--n_val", type=int, default=None, help="validation patches")
     p.add_argument("--n_test", type=int, default=None, help="test patches")
-    p.add_argument("--template_dir", default=None, help="Colin27/AAL folder (else $RD_MRICRON_TEMPLATES, else Debian's)")
+    p.add_argument("--template_dir", default=None,
+                   help="Colin27/AAL folder (else $RD_MRICRON_TEMPLATES, else Debian's)")
     p.add_argument("--all", action="store_true",
                    help="build every task x label set x 2D/3D x nifti/dicom with defaults (Colin27 skipped with a "
                         "reason when mricron-data is missing)")
@@ -58,7 +60,11 @@ def _report(path, seconds: float) -> None:
     print(f"{path}  ({seconds:.1f} s, {datalist['num_classes']} classes)")
     for split in ("training", "validation", "test"):
         counts = class_counts(datalist[split])
-        print(f"  {split:<10} {len(datalist[split]):>5}  {counts}")
+        if len(counts) > 10:
+            text = f"{len(counts)} classes, {min(counts.values())}..{max(counts.values())} per class"
+        else:
+            text = str(counts)
+        print(f"  {split:<10} {len(datalist[split]):>5}  {text}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = {k: v for k, v in (("n_train", args.n_train), ("n_val", args.n_val), ("n_test", args.n_test)) if v}
     if args.all:
-        jobs = [(t, ls, d, f) for t in TASKS for ls in LABEL_SETS[t] for d, f in itertools.product((2, 3), ("nifti", "dicom"))]
+        combos = list(itertools.product((2, 3), ("nifti", "dicom")))
+        jobs = [(t, ls, d, f) for t in TASKS for ls in LABEL_SETS[t] for d, f in combos]
     else:
         jobs = [(args.task, args.label_set, args.spatial_dims, args.fmt)]
     status = 0

@@ -11,6 +11,7 @@ import torch
 from monai.utils import convert_to_tensor
 from torch.utils.data import Dataset
 
+from .preflight import describe_error
 from .transforms import classification_transforms
 
 __all__ = ["find_inputs", "SafeInferenceDataset"]
@@ -51,18 +52,6 @@ def find_inputs(input_dir: str | os.PathLike, spatial_dims: int) -> list[dict]:
     if not items:
         raise ValueError(f"No input files found under {root}.")
     return sorted(items, key=lambda item: item["file"])
-
-
-def _one_line(error: BaseException) -> str:
-    # MONAI wraps transform failures ("applying transform ..."): report the innermost cause
-    while error.__cause__ is not None:
-        error = error.__cause__
-    text = " ".join(str(error).split()) or type(error).__name__
-    if "cannot find a suitable reader" in text:
-        return "not a readable DICOM or NIfTI file"
-    if "axcodes must match data_array spatially" in text:
-        return f"wrong dimensionality: {text.split('got ')[-1]}"
-    return f"{type(error).__name__}: {text[:300]}"
 
 
 class SafeInferenceDataset(Dataset):
@@ -114,7 +103,7 @@ class SafeInferenceDataset(Dataset):
         try:
             out["image"] = self._load(item)
         except Exception as error:  # every failure is reported, none stops the run
-            out["error"] = _one_line(error)
+            out["error"] = describe_error(error)
             out["image"] = torch.zeros((1, *self.patch_size), dtype=torch.float32)
             logger.warning("Skipping %s: %s", item["file"], out["error"])
         return out

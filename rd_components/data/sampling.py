@@ -100,7 +100,8 @@ def sample_balanced(split: str, candidates: Sequence[np.ndarray], counts: Sequen
     for c, (cand, n) in enumerate(zip(candidates, counts)):
         if len(cand) < n:
             raise ValueError(
-                f"split {split!r}: class {c} ({class_names[c]}) has {len(cand)} candidate centres, {n} requested (ask for fewer samples)"
+                f"split {split!r}: class {c} ({class_names[c]}) has {len(cand)} candidate centres, "
+                f"{n} requested (ask for fewer samples)"
             )
         idx = split_rng(seed, split, "class", c).choice(len(cand), size=n, replace=False)
         samples += [PatchSample(split, tuple(int(v) for v in cand[i]), c) for i in np.sort(idx)]

@@ -94,11 +94,11 @@ def normalise_global(volume: np.ndarray, percentile: float = 99.5) -> tuple[np.n
     Returns:
         ``(quantised, info)``: ``(X, Y, Z)`` uint16 in ``0..QUANT_LEVELS`` and a JSON-able dict.
     """
-    vol = np.asarray(volume, dtype=np.float64)
+    vol = np.asarray(volume, dtype=np.float32)
     scale = float(np.percentile(vol, percentile))
     if not np.isfinite(scale) or scale <= 0:
         raise ValueError(f"cannot normalise: the {percentile}th percentile of the volume is {scale}")
-    real = np.clip(vol / scale, 0.0, 1.0)
+    real = np.clip(vol / np.float32(scale), 0.0, 1.0)
     quantised = np.rint(real * QUANT_LEVELS).astype(np.uint16)
     info = {
         "normalisation": "global: whole volume divided by its percentile, clipped to [0, 1]; never per patch",

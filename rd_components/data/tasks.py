@@ -37,6 +37,7 @@ __all__ = [
     "default_sizes",
     "resolve_label_set",
     "sampling_constants",
+    "tissue_labels",
     "plan_task",
 ]
 
@@ -125,12 +126,26 @@ def _counts(sizes: dict[str, int], num_classes: int) -> dict[str, list[int]]:
     return {split: per_class_counts(sizes[k], num_classes) for split, k in keys.items()}
 
 
+def tissue_labels(gm: np.ndarray, wm: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Voxel-wise tissue class and whether the voxel may be a patch centre.
+
+    Args:
+        gm, wm: ``(X, Y, Z)`` grey/white-matter probabilities; CSF/other is ``1 - gm - wm``.
+        mask: ``(X, Y, Z)`` brain mask.
+
+    Returns:
+        ``(label, eligible)``: int8 argmax of (gm, wm, csf) (ties to the lower class) and bool
+        ``mask & max probability >= MIN_CLASS_PROB``.
+    """
+    csf = np.clip(1.0 - gm - wm, 0.0, 1.0)
+    label = np.where((gm >= wm) & (gm >= csf), 0, np.where(wm >= csf, 1, 2)).astype(np.int8)
+    eligible = mask & ((gm >= MIN_CLASS_PROB) | (wm >= MIN_CLASS_PROB) | (csf >= MIN_CLASS_PROB))
+    return label, eligible
+
+
 def _plan_mni152(spatial_dims: int, patch_size: int, seed: int, sizes: dict[str, int]) -> TaskPlan:
     vol = load_mni152()
-    gm, wm, mask = vol.label_maps["gm"], vol.label_maps["wm"], vol.label_maps["mask"]
-    probs = np.stack([gm, wm, np.clip(1.0 - gm - wm, 0.0, 1.0)])
-    label = probs.argmax(0)
-    eligible = mask & (probs.max(0) >= MIN_CLASS_PROB)
+    label, eligible = tissue_labels(vol.label_maps["gm"], vol.label_maps["wm"], vol.label_maps["mask"])
 
     if spatial_dims == 2:
         axis, gap = 2, MNI_GAP_2D

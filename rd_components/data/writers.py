@@ -86,15 +86,15 @@ class DicomPatchWriter:
     """Writes 2D patches as one DICOM file and 3D patches as a DICOM series folder.
 
     Args:
-        rows_cols: in-plane size ``(X, Y)`` of the patches (all patches of one writer share it).
+        plane_shape: in-plane RAS size ``(X, Y)`` of the patches (DICOM Columns, Rows); shared by all patches.
         spacing: voxel size ``(sx, sy, sz)`` in mm.
         namespace: a string unique to the dataset; UIDs derive from it and the sample id.
         series_description: short text (<= 64 chars) shown by viewers.
     """
 
-    def __init__(self, rows_cols: tuple[int, int], spacing: tuple[float, float, float], namespace: str,
+    def __init__(self, plane_shape: tuple[int, int], spacing: tuple[float, float, float], namespace: str,
                  series_description: str) -> None:
-        self.nx, self.ny = (int(v) for v in rows_cols)
+        self.nx, self.ny = (int(v) for v in plane_shape)
         self.spacing = tuple(float(s) for s in spacing)
         self.namespace = namespace
         self.frame_of_reference = deterministic_uid(namespace, "frame-of-reference")
