@@ -9,9 +9,14 @@ from .build import DATA_VERSION, FORMATS, build_dataset, dataset_name, ensure_da
 from .datalist import class_counts, load_datalist, read_datalist, stratified_indices, subsample_training
 from .inference import SafeInferenceDataset, find_inputs
 from .tasks import LABEL_SETS, TASKS
-from .transforms import SqueezeSingletonSpatiald, classification_transforms, has_random_transforms
+from .preflight import BadInputError, describe_error, preflight_items
+from .transforms import SqueezeSingletonSpatiald, augmentation_transforms, classification_transforms, has_random_transforms
 
 __all__ = [
+    "BadInputError",
+    "augmentation_transforms",
+    "describe_error",
+    "preflight_items",
     "SafeInferenceDataset",
     "find_inputs",
     "DATA_VERSION",

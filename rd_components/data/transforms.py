@@ -8,7 +8,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, SqueezeDim
 
-__all__ = ["SqueezeSingletonSpatiald", "classification_transforms", "has_random_transforms", "READERS"]
+__all__ = ["SqueezeSingletonSpatiald", "augmentation_transforms", "classification_transforms", "has_random_transforms", "READERS"]
 
 #: reader per on-disk format; ``None`` lets MONAI choose by file suffix
 READERS = {"dicom": "PydicomReader", "nifti": "NibabelReader", "auto": None}
@@ -99,12 +99,26 @@ def classification_transforms(spatial_dims: int, patch_size: int | Sequence[int]
         # a no-op for the embedded datasets; user images of another size get an anti-aliased resize
         steps.append(Resized(keys, spatial_size=size, mode=mode, anti_aliasing=True))
     if train and augment:
-        steps += [RandFlipd(keys, prob=0.5, spatial_axis=int(a)) for a in flip_axes]
+        steps += list(augmentation_transforms(keys, flip_axes).transforms)
     steps += [
         EnsureTyped(keys, dtype=torch.float32),
         EnsureTyped("label", dtype=torch.long, track_meta=False, allow_missing_keys=True),
     ]
     return Compose(steps)
+
+
+def augmentation_transforms(keys: Sequence[str] = ("image",), flip_axes: Sequence[int] = (0,)):
+    """The random part of the training pipeline: flips along ``flip_axes`` (p = 0.5 each).
+
+    Kept separate so that the deterministic part can be run (and checked, and cached) once
+    per item and only this part per epoch.
+
+    Returns:
+        ``monai.transforms.Compose`` acting on ``{"image": (1, *spatial), ...}``.
+    """
+    from monai.transforms import Compose, RandFlipd
+
+    return Compose([RandFlipd(list(keys), prob=0.5, spatial_axis=int(a)) for a in flip_axes])
 
 
 def has_random_transforms(transform) -> bool:

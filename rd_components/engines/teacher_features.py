@@ -15,7 +15,8 @@ __all__ = ["TeacherFeatureSource"]
 class TeacherFeatureSource(nn.Module):
     """Frozen teacher plus an optional :class:`TeacherFeatureCache`.
 
-    With a cache, each batch needs the sample ids (``id_key``) and, when the teacher's input is
+    With a cache, each batch needs the sample ids (``id_key``; the image's source file name, when
+    the batch carries it as MONAI metadata, is added to the key) and, when the teacher's input is
     randomly augmented, the view index (``view_key``) written by
     :class:`~rd_components.data.views.FixedViewsd`; without a view key every sample is view 0,
     which is only correct when the teacher's input is deterministic, so the bundles switch the
@@ -60,7 +61,11 @@ class TeacherFeatureSource(nn.Module):
         self.teacher.eval()
         if self.cache is None or not isinstance(batchdata, dict) or self.id_key not in batchdata:
             return self.teacher(images)
-        ids = list(batchdata[self.id_key])
+        ids = [str(i) for i in batchdata[self.id_key]]
+        files = getattr(images, "meta", {}).get("filename_or_obj") if hasattr(images, "meta") else None
+        if isinstance(files, (list, tuple)) and len(files) == len(ids):
+            # the source file joins the id in the key: ids repeated across splits or datalists never collide
+            ids = [f"{i}\x00{f}" for i, f in zip(ids, files)]
         views = batchdata.get(self.view_key)
         views = [0] * len(ids) if views is None else [int(v) for v in torch.as_tensor(views).reshape(-1)]
         keys, found = self.cache.lookup_batch(ids, views)

@@ -8,7 +8,7 @@
 from .base import FrozenTeacher, load_checkpoint, sha256_file, state_dict_digest, unwrap_state_dict, verify_sha256
 from .efficientnet_lite import LITE_VARIANTS, LITE_WEIGHTS, EfficientNetLite, EfficientNetLiteTeacher
 from .generic import MonaiTeacher, TorchScriptTeacher, resolve_feature_layer
-from .i3resnet import I3RESNET_WEIGHTS, I3ResNet152, I3ResNetTeacher, extract_backbone_state_dict
+from .i3resnet import I3RESNET_WEIGHTS, I3ResNet152, I3ResNetTeacher, extract_backbone_state_dict, i3resnet_output_size
 from .registry import TEACHER_PREFIXES, UnknownTeacherError, create_teacher, list_teachers, register_teacher
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "I3ResNetTeacher",
     "I3RESNET_WEIGHTS",
     "extract_backbone_state_dict",
+    "i3resnet_output_size",
     "MonaiTeacher",
     "TorchScriptTeacher",
     "resolve_feature_layer",

