@@ -19,6 +19,7 @@ from rd_components.foundation import (
     UnknownTeacherError,
     create_teacher,
     extract_backbone_state_dict,
+    i3resnet_output_size,
     list_teachers,
     state_dict_digest,
 )
@@ -117,7 +118,7 @@ def test_monai_teacher_loads_checkpoint_and_reads_features(tmp_path):
 def test_monai_feature_layer_and_last_linear_rule():
     kwargs = dict(spatial_dims=2, in_channels=1, out_channels=3, init_features=4, growth_rate=4, block_config=(1, 1))
     hooked = create_teacher("monai:DenseNet", feature_layer="features.transition1", min_size=(16, 16), **kwargs)
-    assert hooked.feature_shape((16, 16)) == (hooked.feature_channels, 8, 8)
+    assert hooked.feature_shape((16, 16)) == (hooked.feature_channels, 2, 2)  # stem /4, transition /2
     # no `features` submodule: the input of the last Linear (network minus classifier)
     vec = create_teacher(
         "monai:ResNet", block="basic", layers=(1, 1, 1, 1), block_inplanes=(4, 4, 8, 8), spatial_dims=2,
@@ -166,11 +167,10 @@ def test_lite0_classifies_a_real_cat(lite0):
 
     img = torch.from_numpy(data.chelsea().astype(np.float32)).permute(2, 0, 1)[None]  # RGB 0..255
     img = F.interpolate(img, size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
-    top5 = set(lite0.classify_imagenet(img).topk(5).indices[0].tolist())
+    probs = lite0.classify_imagenet(img).softmax(1)[0]
+    top5 = set(probs.topk(5).indices.tolist())
     assert len(top5 & IMAGENET_CATS) >= 2, top5
-    # the same network must NOT see a cat in noise (guards against a constant output)
-    noise = lite0.classify_imagenet(torch.rand(1, 3, 224, 224) * 255).argmax(1).item()
-    assert noise not in IMAGENET_CATS or top5 != {noise}
+    assert probs.argmax().item() in IMAGENET_CATS and probs.max() > 0.5  # confident, as in TF (85 % Egyptian cat)
 
 
 @needs_lite0
@@ -210,12 +210,16 @@ def test_i3resnet_hub_id_fails_with_one_line():
     assert "\n" not in str(info.value)
 
 
-def test_i3resnet_architecture_shapes_on_meta():
-    with torch.device("meta"):  # shapes only: no 470 MB allocation, no compute
+def test_i3resnet_architecture():
+    with torch.device("meta"):  # parameter count only: no 470 MB allocation
         net = I3ResNet152()
-        out = net(torch.empty(1, 3, 48, 40, 64))  # (B, 3, Z, X, Y)
-    assert sum(p.numel() for p in net.parameters()) + sum(b.numel() for n, b in net.named_buffers() if "num_batches" not in n) == 117_517_632
-    assert tuple(out.shape) == (1, 2048, 3, 2, 2)
+    n_tensors = sum(b.numel() for n, b in net.named_buffers() if "num_batches" not in n)
+    assert sum(p.numel() for p in net.parameters()) + n_tensors == 117_517_632  # as the shipped file
+    small = I3ResNet152(layers=(1, 1, 1, 1)).eval()  # same strides, one block per stage
+    for x, y, z in ((48, 40, 64), (33, 17, 9)):
+        with torch.no_grad():
+            out = small(torch.rand(1, 3, z, x, y))  # Merlin's (B, 3, Z, X, Y)
+        assert tuple(out.shape) == (1, 2048, *(i3resnet_output_size(x, y, z)[i] for i in (2, 0, 1)))
 
 
 @pytest.mark.slow

@@ -36,7 +36,8 @@ class TeacherFeatureCache:
 
     Args:
         teacher_name: teacher registry name.
-        weights_digest: SHA-256 (or other stable digest) of the teacher weights.
+        weights_digest: stable digest of the teacher weights; pass ``FrozenTeacher.cache_key``,
+            which also covers the teacher's input contract (input size, channels, range).
         preprocessing: anything JSON-serialisable that determines the teacher's input
             (patch size, intensity mapping, transform settings, view count).
         cache_dir: folder for the disk cache; ``None`` keeps it in memory only.
