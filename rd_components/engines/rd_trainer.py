@@ -139,6 +139,8 @@ class RDTrainer(Trainer):
             # the frozen teacher stays outside DDP: it has no trainable parameters
             ids = [device.index] if device.type == "cuda" else None
             branches = nn.parallel.DistributedDataParallel(branches, device_ids=ids, find_unused_parameters=False)
+            self.logger.info("RDTrainer: trainable branches in DistributedDataParallel over %d processes (rank %d).",
+                             dist.get_world_size(), dist.get_rank())
         self.branches = branches
         # loss-term averages are attached before the user's handlers so that handlers firing
         # at EPOCH_COMPLETED (MLflow, stats) already see this epoch's values
