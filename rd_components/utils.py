@@ -107,3 +107,21 @@ def write_executed_config(folder: str | os.PathLike, argv: list[str] | None = No
     path.parent.mkdir(parents=True, exist_ok=True)
     ConfigParser.export_config_file(parser.get(), str(path), fmt="json", indent=2)
     return str(path)
+
+
+def trainable_parameters(*modules: Any) -> list:
+    """Parameters that require grad of the given modules, skipping ``None`` and duplicates.
+
+    One optimizer covers student, shared classifier, reprogrammer and any loss with learned
+    parts (the hint projection), whichever of them a method uses.
+    """
+    seen: set[int] = set()
+    params = []
+    for module in modules:
+        if module is None:
+            continue
+        for p in module.parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+    return params

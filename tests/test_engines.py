@@ -117,3 +117,34 @@ def test_rd_evaluator_reports_student_and_teacher_branch():
     assert 0.0 <= evaluator.state.metrics["val_accuracy"] <= 1.0
     assert 0.0 <= evaluator.state.metrics["teacher_val_accuracy"] <= 1.0
     assert reprogrammer.training  # evaluation restores the module's mode
+
+
+def test_baseline_heads_linear_probe_and_pooled_features():
+    from rd_components.engines import fit_linear_probe
+    from rd_components.networks import PooledFeatures
+
+    loader, teacher, network, _, _, source = _setup(2)
+    items = [{"image": b["image"][i], "label": int(b["label"][i]), "id": b["id"][i]} for b in loader for i in range(len(b["id"]))]
+    probe = fit_linear_probe(source, items, num_classes=2)
+    assert all(not p.requires_grad for p in probe.parameters())
+    features = teacher(torch.stack([i["image"] for i in items]))
+    pooled, logits = probe(features)
+    assert pooled.shape == (24, 12) and logits.shape == (24, 2)
+    labels = torch.tensor([i["label"] for i in items])
+    assert (logits.argmax(1) == labels).float().mean() > 0.6  # the probe learned the toy signal
+
+    # KD from the probe: the probe's logits are the teacher logits; nothing of the probe trains
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-2)
+    kd = RDLoss(ce_teacher_weight=0.0, cka_weight=0.0)
+    trainer = RDTrainer("cpu", 1, loader, network, optimizer, kd, reprogrammer=probe, teacher=source)
+    trainer.run()
+    assert trainer.state.metrics["train_kd"] > 0 and "pred_teacher" in trainer.state.output[0]
+
+    # pooled features (hint / CKA-only): no teacher logits, the hint projection trains through the loss
+    hint = RDLoss(ce_teacher_weight=0.0, kd_weight=0.0, cka_weight=0.0, hint_weight=1.0, hint_features=(16, 12))
+    optimizer = torch.optim.Adam(list(network.parameters()) + list(hint.parameters()), lr=1e-2)
+    before = hint.hint_loss.regressor.weight.clone()
+    trainer = RDTrainer("cpu", 1, loader, network, optimizer, hint, reprogrammer=PooledFeatures(), teacher=source)
+    trainer.run()
+    assert "pred_teacher" not in trainer.state.output[0] and trainer.state.metrics["train_hint"] > 0
+    assert not torch.equal(before, hint.hint_loss.regressor.weight)

@@ -399,8 +399,9 @@ def test_rd_loss_terms_and_weighted_sum():
     loss_fn = RDLoss(**weights, temperature=3.0, label_smoothing=0.1)
     s_log, t_log, s_feat, t_feat, y = _rd_inputs(d_t=9)
     out = loss_fn(s_log, t_log, s_feat, t_feat, y)
-    assert set(out) == {"loss", "ce_teacher", "ce_student", "kd", "cka"}
+    assert set(out) == {"loss", "ce_teacher", "ce_student", "kd", "cka", "hint"}
     assert all(v.ndim == 0 and v.dtype == torch.float32 for v in out.values())
+    assert out["hint"].item() == 0.0  # no hint projection configured
     # Each term is the unweighted value of the standalone formula.
     assert out["ce_teacher"].item() == pytest.approx(F.cross_entropy(t_log, y, label_smoothing=0.1).item(), rel=1e-6)
     assert out["ce_student"].item() == pytest.approx(F.cross_entropy(s_log, y, label_smoothing=0.1).item(), rel=1e-6)
@@ -527,3 +528,15 @@ def test_rd_loss_argument_validation():
         RDLoss(label_smoothing=1.0)
     with pytest.raises(ValueError, match="kernel"):
         RDLoss(cka_kernel="poly")
+
+
+def test_rd_loss_hint_term_trains_its_projection():
+    loss_fn = RDLoss(ce_teacher_weight=0.0, kd_weight=0.0, cka_weight=0.0, hint_weight=2.0, hint_features=(6, 9))
+    s_log, t_log, s_feat, t_feat, y = _rd_inputs(d_t=9)
+    out = loss_fn(s_log, None, s_feat, t_feat, y)
+    expected = out["ce_student"] + 2.0 * loss_fn.hint_loss(s_feat, t_feat)
+    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+    out["loss"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in loss_fn.parameters())
+    with pytest.raises(ValueError, match="hint_features"):
+        RDLoss(hint_weight=1.0)

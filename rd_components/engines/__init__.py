@@ -1,8 +1,18 @@
 """Engines: RDTrainer (one-stage RD co-training) and RDEvaluator."""
 
-from .branches import RDBranches
+from .branches import RDBranches, teacher_branch
+from .linear_probe import extract_pooled_features, fit_linear_probe
 from .rd_evaluator import RDEvaluator
 from .rd_trainer import LOSS_TERMS, RDTrainer
 from .teacher_features import TeacherFeatureSource
 
-__all__ = ["LOSS_TERMS", "RDBranches", "RDEvaluator", "RDTrainer", "TeacherFeatureSource"]
+__all__ = [
+    "LOSS_TERMS",
+    "RDBranches",
+    "RDEvaluator",
+    "RDTrainer",
+    "TeacherFeatureSource",
+    "extract_pooled_features",
+    "fit_linear_probe",
+    "teacher_branch",
+]

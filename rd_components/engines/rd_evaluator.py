@@ -11,6 +11,7 @@ from monai.utils.enums import CommonKeys as Keys
 from torch import nn
 
 from ..networks.deployable import DeployableStudent
+from .branches import teacher_branch
 from .teacher_features import TeacherFeatureSource
 
 __all__ = ["RDEvaluator"]
@@ -63,7 +64,9 @@ class RDEvaluator(SupervisedEvaluator):
                 was_training = engine.reprogrammer.training
                 engine.reprogrammer.eval()
                 features = engine.teacher_source(inputs, batchdata)
-                engine.state.output["pred_teacher"] = engine.network.classifier(engine.reprogrammer(features))
+                _, logits = teacher_branch(engine.reprogrammer, engine.network.classifier, features)
+                if logits is not None:
+                    engine.state.output["pred_teacher"] = logits
                 engine.reprogrammer.train(was_training)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         engine.fire_event(IterationEvents.MODEL_COMPLETED)

@@ -24,7 +24,7 @@ from .teacher_features import TeacherFeatureSource
 __all__ = ["RDTrainer", "LOSS_TERMS"]
 
 #: loss terms reported per iteration in ``state.output`` and per epoch as ``train_<term>`` metrics
-LOSS_TERMS: tuple[str, ...] = ("loss", "ce_teacher", "ce_student", "kd", "cka")
+LOSS_TERMS: tuple[str, ...] = ("loss", "ce_teacher", "ce_student", "kd", "cka", "hint")
 
 
 def _first(output: Any) -> dict:

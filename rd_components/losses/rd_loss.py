@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from rd_components.losses.cka import CKALoss, autocast_disabled
-from rd_components.losses.distillation import KDLoss
+from rd_components.losses.distillation import HintLoss, KDLoss
 
 __all__ = ["RDLoss"]
 
-TERMS = ("ce_teacher", "ce_student", "kd", "cka")
+TERMS = ("ce_teacher", "ce_student", "kd", "cka", "hint")
 
 
 class RDLoss(nn.Module):
@@ -35,6 +35,9 @@ class RDLoss(nn.Module):
         ce_student_weight: weight of the cross-entropy on the student's logits.
         kd_weight: weight of the Hinton KD term (``tau^2`` is included in the term).
         cka_weight: weight of ``1 - CKA``.
+        hint_weight: weight of the FitNet hint term (MSE between projected student features and
+            teacher features); 0 by default, RD itself does not use it.
+        hint_features: ``(student width, teacher width)`` of the hint projection.
         temperature: KD temperature ``tau``.
         detach_teacher: detach teacher logits and features in the KD and CKA terms, so that
             the distillation terms only move the student.
@@ -59,6 +62,8 @@ class RDLoss(nn.Module):
         cka_kernel: str = "linear",
         cka_unbiased: bool = False,
         label_smoothing: float = 0.0,
+        hint_weight: float = 0.0,
+        hint_features: Optional[tuple] = None,
     ) -> None:
         super().__init__()
         self.weights: Dict[str, float] = {
@@ -66,6 +71,7 @@ class RDLoss(nn.Module):
             "ce_student": float(ce_student_weight),
             "kd": float(kd_weight),
             "cka": float(cka_weight),
+            "hint": float(hint_weight),
         }
         for name, w in self.weights.items():
             if not w >= 0:
@@ -78,6 +84,13 @@ class RDLoss(nn.Module):
         self.label_smoothing = float(label_smoothing)
         self.kd_loss = KDLoss(temperature=temperature, reduction="batchmean")
         self.cka_loss = CKALoss(kernel=cka_kernel, unbiased=cka_unbiased)
+        # FitNet hint: a learned projection of student features onto the teacher's; its
+        # parameters must join the optimizer (``list(loss.parameters())``)
+        self.hint_loss: Optional[HintLoss] = None
+        if hint_weight > 0:
+            if hint_features is None:
+                raise ValueError("RDLoss: hint_weight > 0 needs hint_features=(student width, teacher width).")
+            self.hint_loss = HintLoss(int(hint_features[0]), int(hint_features[1]), detach_teacher=detach_teacher)
 
     def forward(
         self,
@@ -97,7 +110,7 @@ class RDLoss(nn.Module):
 
         Returns:
             dict with 0-dim float32 tensors: ``loss`` (the weighted sum, differentiable) and
-            the unweighted terms ``ce_teacher``, ``ce_student``, ``kd``, ``cka``.
+            the unweighted terms ``ce_teacher``, ``ce_student``, ``kd``, ``cka``, ``hint``.
         """
         t_logits_d = _maybe_detach(teacher_logits, self.detach_teacher)
         t_feats_d = _maybe_detach(teacher_features, self.detach_teacher)
@@ -106,12 +119,14 @@ class RDLoss(nn.Module):
             "ce_student": lambda: self._cross_entropy(student_logits, labels),
             "kd": lambda: self.kd_loss(student_logits, t_logits_d),
             "cka": lambda: self.cka_loss(t_feats_d, student_features),
+            "hint": lambda: self.hint_loss(student_features, teacher_features),
         }
         needs = {
             "ce_teacher": (teacher_logits, labels),
             "ce_student": (student_logits, labels),
             "kd": (student_logits, teacher_logits),
             "cka": (student_features, teacher_features),
+            "hint": (student_features, teacher_features, self.hint_loss),
         }
         out: Dict[str, torch.Tensor] = {}
         total: Optional[torch.Tensor] = None

@@ -3,10 +3,13 @@
 from .classifier import SharedClassifier
 from .deployable import DeployableStudent
 from .reprogrammer import Reprogrammer
+from .teacher_heads import LinearProbe, PooledFeatures
 from .students import StudentFeatures, TinyCNN, create_student, list_students
 
 __all__ = [
     "DeployableStudent",
+    "LinearProbe",
+    "PooledFeatures",
     "Reprogrammer",
     "SharedClassifier",
     "StudentFeatures",

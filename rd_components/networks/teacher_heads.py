@@ -1,0 +1,66 @@
+"""Teacher-branch heads for the baselines: frozen pooled features and a frozen linear probe.
+
+RD's teacher branch is the trainable :class:`~rd_components.networks.Reprogrammer`, read by the
+shared classifier. The KD baselines use a frozen teacher instead: :class:`PooledFeatures` gives
+its globally pooled features (hint and CKA-only distillation) and :class:`LinearProbe` adds a
+frozen linear classifier fitted beforehand (vanilla KD from the linearly probed teacher).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["PooledFeatures", "LinearProbe"]
+
+
+def _pool(features: torch.Tensor) -> torch.Tensor:
+    return features if features.ndim == 2 else torch.flatten(features, 2).mean(dim=2)
+
+
+class PooledFeatures(nn.Module):
+    """Global average pooling of teacher features; no parameters, no classifier.
+
+    ``uses_shared_classifier = False`` tells the trainer not to read these features with the
+    shared classifier (their width is the teacher's, not the student's).
+
+    Shapes:
+        ``(B, C_T[, *spatial])`` -> ``(B, C_T)``.
+    """
+
+    uses_shared_classifier = False
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(B, C_T)``."""
+        return _pool(features)
+
+
+class LinearProbe(nn.Module):
+    """Frozen linear classifier on standardised, pooled teacher features.
+
+    Args:
+        mean: per-channel mean ``(C_T,)`` of the training features.
+        std: per-channel standard deviation ``(C_T,)``.
+        weight: ``(K, C_T)`` classifier weights; bias ``(K,)``.
+
+    Shapes:
+        ``(B, C_T[, *spatial])`` -> ``(pooled features (B, C_T), logits (B, K))``.
+    """
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("std", std.float().clamp_min(1e-6))
+        self.linear = nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            self.linear.weight.copy_(weight)
+            self.linear.bias.copy_(bias)
+        self.requires_grad_(False)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Probe logits ``(B, K)``."""
+        return self.linear((_pool(features) - self.mean) / self.std)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pooled features (B, C_T), logits (B, K))``."""
+        return _pool(features), self.logits(features)

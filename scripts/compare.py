@@ -1,0 +1,269 @@
+#!/usr/bin/env python
+"""Compare RD with KD and PEFT baselines over seeds and label fractions, on one bundle.
+
+Every cell (method, seed, label fraction) trains the bundle's student with the same budget,
+data and augmentation (``python -m monai.bundle run training`` with ``bundles/methods/<m>.yaml``
+merged on the bundle's ``train.yaml``), is one FINISHED MLflow run in one experiment, and is
+scored on the held-out test split with the exported student. ``linear_probe`` (the frozen
+teacher with a logistic-regression head, the reference) is fitted and scored in-process.
+
+Example:
+    python scripts/compare.py --bundle rd_classification_2d --methods student kd rd \\
+        --seeds 0 1 2 --label_fractions 0.01 0.1 1.0 --epochs 10 --out results/compare_2d
+
+Writes ``OUT/results.csv`` (one row per cell), ``OUT/results.md`` (mean +- std per method and
+fraction) and ``OUT/results.png``; MLflow data goes to ``OUT/mlruns.db`` unless
+``--tracking_uri`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ("student", "kd", "hint", "cka", "rd", "rd_no_cka", "rd_no_kd", "linear_probe")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", default="rd_classification_2d", help="bundle folder name under bundles/")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD",
+                        help=f"methods to compare (default: all of {', '.join(METHODS)})")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--label_fractions", nargs="+", type=float, default=[0.01, 0.1, 1.0])
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per cell (default: the bundle's)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--dataset_dir", default=None, help="dataset folder (default: the bundle's)")
+    parser.add_argument("--tracking_uri", default=None, help="MLflow URI (default: sqlite:///OUT/mlruns.db)")
+    parser.add_argument("--experiment_name", default=None, help="MLflow experiment (default: compare-<bundle>-<time>)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra bundle overrides for every cell, e.g. task=colin27_aal label_set=lobe batch_size=16")
+    return parser.parse_args(argv)
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def bundle_overrides(args: argparse.Namespace) -> dict:
+    """Overrides shared by every cell."""
+    overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    if args.dataset_dir:
+        overrides["dataset_dir"] = args.dataset_dir
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    return overrides
+
+
+def run_cell(args, method: str, seed: int, fraction: float, cell: str, common: dict) -> Path:
+    """Train one cell with the bundle; return its checkpoint folder."""
+    configs = [str(REPO / "bundles" / args.bundle / "configs" / "train.yaml"), str(REPO / "bundles" / "methods" / f"{method}.yaml")]
+    cell_dir = args.out / "cells" / cell
+    overrides = {**common, "seed": seed, "label_fraction": fraction, "output_dir": str(cell_dir),
+                 "ckpt_dir": str(cell_dir / "models"), "run_name": cell, "registered_model_name": None}
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(configs)]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    with open(cell_dir / "train.log", "w") as log:
+        result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    if result.returncode != 0:
+        raise RuntimeError(f"cell {cell} failed; see {cell_dir / 'train.log'}")
+    return cell_dir / "models"
+
+
+def load_bundle(args, common: dict, method: str, seed: int, fraction: float):
+    """Parse the bundle config in-process (for test data, the probe and metadata)."""
+    from monai.bundle import ConfigParser
+
+    configs = [str(REPO / "bundles" / args.bundle / "configs" / "train.yaml")]
+    if (REPO / "bundles" / "methods" / f"{method}.yaml").is_file():
+        configs.append(str(REPO / "bundles" / "methods" / f"{method}.yaml"))
+    parser = ConfigParser(ConfigParser.load_config_files(configs))
+    for key, value in {**common, "seed": seed, "label_fraction": fraction, "output_dir": str(args.out / "shared")}.items():
+        parser[key] = value
+    return parser
+
+
+def test_items(parser) -> list[dict]:
+    """Preprocessed test items of the bundle's datalist."""
+    from rd_components.data import load_datalist, preflight_items
+
+    files = load_datalist(parser.get_parsed_content("datalist"), "test")
+    return preflight_items(files, parser.get_parsed_content("preprocessing"), parser.get_parsed_content("spatial_dims"),
+                           parser.get_parsed_content("num_classes"), "error", "test", progress=False)
+
+
+def score(probs, labels, num_classes: int) -> dict:
+    """Accuracy, macro-F1 and macro one-vs-rest AUC."""
+    import numpy as np
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    predicted = probs.argmax(1)
+    try:
+        auc = float(roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=list(range(num_classes))))
+    except ValueError:  # a class absent from the test labels
+        auc = float("nan")
+    return {"accuracy": float((predicted == labels).mean()), "macro_f1": float(f1_score(labels, predicted, average="macro")),
+            "auc": auc}
+
+
+def evaluate_student(model_ts: Path, items: list[dict], num_classes: int) -> dict:
+    """Test metrics, parameter count and batch-1 CPU latency (median of 20) of an exported student."""
+    import numpy as np
+    import torch
+
+    model = torch.jit.load(str(model_ts), map_location="cpu").eval()
+    images = torch.stack([torch.as_tensor(i["image"]).float() for i in items])
+    labels = np.array([int(i["label"]) for i in items])
+    with torch.no_grad():
+        probs = torch.cat([torch.softmax(model(images[k:k + 64]), 1) for k in range(0, len(images), 64)]).numpy()
+        example = images[:1]
+        for _ in range(5):
+            model(example)
+        times = []
+        for _ in range(20):
+            start = time.perf_counter()
+            model(example)
+            times.append(time.perf_counter() - start)
+    return {**score(probs, labels, num_classes), "params": sum(p.numel() for p in model.parameters()),
+            "latency_ms": 1000 * statistics.median(times)}
+
+
+def linear_probe_cell(parser) -> dict:
+    """Fit the teacher linear probe on the cell's training items and score it on the test split."""
+    import numpy as np
+    import torch
+
+    from rd_components.engines import fit_linear_probe
+
+    device = parser.get_parsed_content("device")
+    num_classes = parser.get_parsed_content("num_classes")
+    source = parser.get_parsed_content("teacher_source")
+    probe = fit_linear_probe(source, parser.get_parsed_content("train#items"), num_classes, device)
+    items = test_items(parser)
+    labels = np.array([int(i["label"]) for i in items])
+    from rd_components.engines import extract_pooled_features
+
+    features, _ = extract_pooled_features(source, items, device)
+    with torch.no_grad():
+        probs = torch.softmax(probe.logits(torch.from_numpy(features).to(device)), 1).cpu().numpy()
+    teacher = parser.get_parsed_content("teacher_net")
+    return {**score(probs, labels, num_classes), "params": sum(p.numel() for p in teacher.parameters()) + probe.linear.weight.numel(),
+            "latency_ms": float("nan")}
+
+
+def summarise(rows: list[dict], out: Path) -> str:
+    """Markdown table: mean +- std of accuracy, macro-F1 and AUC per method and label fraction."""
+    fractions = sorted({r["label_fraction"] for r in rows})
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    lines = ["| method | " + " | ".join(f"{f:g} labels: acc / F1 / AUC" for f in fractions) + " |",
+             "|---|" + "---|" * len(fractions)]
+    for method in methods:
+        cells = []
+        for fraction in fractions:
+            group = [r for r in rows if r["method"] == method and r["label_fraction"] == fraction]
+            parts = []
+            for key in ("accuracy", "macro_f1", "auc"):
+                values = [100 * r[key] for r in group]
+                std = statistics.stdev(values) if len(values) > 1 else 0.0
+                parts.append(f"{statistics.mean(values):.1f} ± {std:.1f}")
+            cells.append(" / ".join(parts) + f" (n={len(group)})")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Accuracy (mean +- std over seeds) against label fraction, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method in dict.fromkeys(r["method"] for r in rows):
+        fractions = sorted({r["label_fraction"] for r in rows if r["method"] == method})
+        means, stds = [], []
+        for f in fractions:
+            values = [100 * r["accuracy"] for r in rows if r["method"] == method and r["label_fraction"] == f]
+            means.append(statistics.mean(values))
+            stds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        ax.errorbar(fractions, means, yerr=stds, marker="o", capsize=3, label=method)
+    ax.set(xscale="log", xlabel="fraction of training labels", ylabel="test accuracy (%)", title="RD vs baselines")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    tracking_uri = args.tracking_uri or f"sqlite:///{args.out / 'mlruns.db'}"
+    experiment = args.experiment_name or f"compare-{args.bundle}-{time.strftime('%Y%m%d-%H%M%S')}"
+    common = {**bundle_overrides(args), "tracking_uri": tracking_uri, "experiment_name": experiment,
+              "feature_cache_dir": str(args.out / "feature_cache")}
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    rows: list[dict] = []
+    cells = [(f, s, m) for f in args.label_fractions for s in args.seeds for m in args.methods]
+    for index, (fraction, seed, method) in enumerate(cells, 1):
+        cell = f"{method}-f{fraction:g}-s{seed}"
+        print(f"[{index}/{len(cells)}] {cell}", flush=True)
+        parser = load_bundle(args, common, method, seed, fraction)
+        num_classes = parser.get_parsed_content("num_classes")
+        if method == "linear_probe":
+            metrics = linear_probe_cell(parser)
+            experiment_id = client.get_experiment_by_name(experiment)
+            experiment_id = experiment_id.experiment_id if experiment_id else client.create_experiment(experiment)
+            run_id = client.create_run(experiment_id, run_name=cell).info.run_id
+            client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in
+                                             {"method": method, "seed": seed, "label_fraction": fraction}.items()])
+        else:
+            ckpt = run_cell(args, method, seed, fraction, cell, common)
+            metrics = evaluate_student(ckpt / "model.ts", test_items(parser), num_classes)
+            exp = client.get_experiment_by_name(experiment)
+            run_id = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{cell}'")[0].info.run_id
+        for key in ("accuracy", "macro_f1", "auc", "latency_ms"):
+            if metrics[key] == metrics[key]:  # skip NaN
+                client.log_metric(run_id, f"test_{key}", metrics[key])
+        if method == "linear_probe":
+            client.set_terminated(run_id, "FINISHED")
+        n_train = len(parser.get_parsed_content("train#files"))
+        row = {"bundle": args.bundle, "method": method, "seed": seed, "label_fraction": fraction, "n_train": n_train,
+               **metrics, "run_id": run_id}
+        rows.append(row)
+        print(f"    accuracy {metrics['accuracy']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  AUC {metrics['auc']:.3f}", flush=True)
+        with open(args.out / "results.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    table = summarise(rows, args.out)
+    (args.out / "results.md").write_text(f"Test split, mean ± std over seeds {args.seeds}; bundle {args.bundle}.\n\n" + table)
+    plot(rows, args.out / "results.png")
+    print(table)
+    summary = client.create_run(client.get_experiment_by_name(experiment).experiment_id, run_name="summary").info.run_id
+    for name in ("results.csv", "results.md", "results.png"):
+        client.log_artifact(summary, str(args.out / name))
+    client.set_terminated(summary, "FINISHED")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The comparison script at tiny size: two methods plus the probe, one seed, one fraction, one epoch."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import mlflow
+import pytest
+from bundle_helpers import REPO
+
+from rd_components.data import build_dataset
+
+
+@pytest.mark.slow
+def test_compare_tiny(tmp_path):
+    datalist = build_dataset(tmp_path / "data", "mni152_tissue", 2, "nifti", patch_size=32, n_train=18, n_val=6, n_test=9,
+                             progress=False)
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "scripts" / "compare.py"), "--bundle", "rd_classification_2d",
+           "--methods", "student", "rd", "linear_probe", "--seeds", "0", "--label_fractions", "1.0", "--epochs", "1",
+           "--out", str(out), "--dataset_dir", str(datalist.parent), "--experiment_name", "cmp",
+           "--set", "patch_size=[32,32]", "batch_size=6"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["method"] for r in rows] == ["student", "rd", "linear_probe"]
+    for row in rows:
+        assert 0.0 <= float(row["accuracy"]) <= 1.0 and 0.0 <= float(row["macro_f1"]) <= 1.0
+        assert int(row["n_train"]) == 18
+    assert float(rows[0]["params"]) == float(rows[1]["params"])  # same student for every method
+    assert "| rd |" in (out / "results.md").read_text() and (out / "results.png").stat().st_size > 0
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("cmp").experiment_id])
+    cells = [r for r in runs if r.info.run_name != "summary"]
+    assert sorted(r.info.run_name for r in cells) == ["linear_probe-f1-s0", "rd-f1-s0", "student-f1-s0"]
+    assert all(r.info.status == "FINISHED" and "test_accuracy" in r.data.metrics for r in runs if r in cells)
