@@ -1,9 +1,10 @@
 """Check an MLflow tracking URI before training, so a dead server stops the run with one line.
 
 MONAI's ``MLFlowHandler`` first talks to the server when the trainer starts: an unreachable
-server then fails after the data, teacher and networks were built, with MLflow retrying for
-minutes and the cause buried under several tracebacks. :func:`check_tracking_uri` asks the
-server once with a short timeout; :func:`require_tracking_server` is its bundle-config form.
+server then fails only after the data, teacher and networks were built and MLflow's HTTP
+retries ran out, with the cause buried under several tracebacks. :func:`check_tracking_uri`
+asks the server once with a short timeout; :func:`require_tracking_server` is its
+bundle-config form.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _check_http(uri: str, timeout: float) -> None:
     except requests.exceptions.ConnectionError as error:
         reason = _connection_reason(error)
     except requests.exceptions.RequestException as error:
-        reason = f"{type(error).__name__}: {error}"
+        reason = f"{type(error).__name__}: {' '.join(str(error).split())}"
     else:
         if response.ok:
             return
