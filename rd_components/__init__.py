@@ -7,8 +7,8 @@ datasets, datalists, transform presets). Importing the package imports all of th
 configs can write ``$import rd_components`` and then ``rd_components.data.X``.
 """
 
-from . import data, engines, foundation, handlers, losses, networks, utils
+from . import data, engines, foundation, handlers, losses, networks, tracking, utils
 
 __version__ = "0.1.0"
 
-__all__ = ["data", "engines", "foundation", "handlers", "losses", "networks", "utils"]
+__all__ = ["data", "engines", "foundation", "handlers", "losses", "networks", "tracking", "utils"]
