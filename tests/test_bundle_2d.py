@@ -24,7 +24,7 @@ def _tiny_dataset(root, fmt):
 def _train_evaluate_infer(tmp_path, fmt):
     data_dir = _tiny_dataset(tmp_path / "data", fmt)
     out, ckpt = tmp_path / "eval", tmp_path / "models"
-    common = dict(dataset_dir=str(data_dir), output_dir=str(out), ckpt_dir=str(ckpt), patch_size=[32, 32],
+    common = dict(dataset_dir=str(data_dir), output_dir=str(out), ckpt_dir=str(ckpt), patch_size=[32, 32], data_format=fmt,
                   batch_size=6, registered_model_name=f"tiny_{fmt}", experiment_name=f"tiny_{fmt}")
     run_bundle("training", bundle_configs(BUNDLE, "train.yaml"), tmp_path, epochs=2, **common)
 
