@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per cell (default: the bundle's)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--dataset_dir", default=None, help="dataset folder (default: the bundle's)")
-    parser.add_argument("--tracking_uri", default=None, help="MLflow URI (default: sqlite:///OUT/mlruns.db)")
+    parser.add_argument("--tracking_uri", default=None,
+                        help="MLflow URI (default: $MLFLOW_TRACKING_URI, else sqlite:///OUT/mlruns.db)")
     parser.add_argument("--experiment_name", default=None, help="MLflow experiment (default: compare-<bundle>-<time>)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra bundle overrides for every cell, e.g. task=colin27_aal label_set=lobe batch_size=16")
@@ -74,10 +75,13 @@ def run_cell(args, method: str, seed: int, fraction: float, cell: str, common: d
                  "ckpt_dir": str(cell_dir / "models"), "run_name": cell, "registered_model_name": None}
     cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(configs)]
     for key, value in overrides.items():
-        cmd += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+        # the bundle CLI (python-fire) reads Python literals: True, None, [32, 32]
+        cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
     cell_dir.mkdir(parents=True, exist_ok=True)
+    # MONAI's MLFlowHandler lets MLFLOW_TRACKING_URI override its argument: keep both equal
+    env = {**os.environ, "MLFLOW_TRACKING_URI": common["tracking_uri"]}
     with open(cell_dir / "train.log", "w") as log:
-        result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"cell {cell} failed; see {cell_dir / 'train.log'}")
     return cell_dir / "models"
@@ -212,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
-    tracking_uri = args.tracking_uri or f"sqlite:///{args.out / 'mlruns.db'}"
+    tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{args.out / 'mlruns.db'}"
     experiment = args.experiment_name or f"compare-{args.bundle}-{time.strftime('%Y%m%d-%H%M%S')}"
     common = {**bundle_overrides(args), "tracking_uri": tracking_uri, "experiment_name": experiment,
               "feature_cache_dir": str(args.out / "feature_cache")}

@@ -21,7 +21,8 @@ def run_bundle(run_id: str, config_file: str, cwd: Path, timeout: int = 900, **o
     """Run ``python -m monai.bundle run <run_id>`` with ``--key value`` overrides; fail with its log."""
     cmd = [sys.executable, "-m", "monai.bundle", "run"] + ([run_id] if run_id else []) + ["--config_file", config_file]
     for key, value in overrides.items():
-        cmd += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+        # the bundle CLI (python-fire) reads Python literals: True, None, [32, 32]
+        cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
     env.pop("MLFLOW_TRACKING_URI", None)
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 
@@ -22,7 +23,8 @@ def test_compare_tiny(tmp_path):
            "--methods", "student", "rd", "linear_probe", "--seeds", "0", "--label_fractions", "1.0", "--epochs", "1",
            "--out", str(out), "--dataset_dir", str(datalist.parent), "--experiment_name", "cmp",
            "--set", "patch_size=[32,32]", "batch_size=6"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert [r["method"] for r in rows] == ["student", "rd", "linear_probe"]
