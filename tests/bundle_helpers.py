@@ -12,8 +12,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def bundle_configs(bundle: str, *names: str) -> str:
-    """``--config_file`` value for one or several configs of ``bundle``."""
-    paths = [str(REPO / "bundles" / bundle / "configs" / name) for name in names]
+    """``--config_file`` value for configs of ``bundle``; a name with a folder (``common/x.yaml``)
+    is taken relative to ``bundles/``."""
+    paths = [str(REPO / "bundles" / name if "/" in name else REPO / "bundles" / bundle / "configs" / name) for name in names]
     return paths[0] if len(paths) == 1 else json.dumps(paths)
 
 

@@ -54,7 +54,7 @@ def _train_evaluate_infer(tmp_path, fmt):
     assert model(torch.rand(2, 1, 32, 32)).shape == (2, 3)
 
     # evaluation on the test split: metrics JSON, its own FINISHED run
-    run_bundle("evaluating", bundle_configs(BUNDLE, "train.yaml", "evaluate.yaml"), tmp_path, **common)
+    run_bundle("evaluating", bundle_configs(BUNDLE, "train.yaml", "common/evaluate.yaml"), tmp_path, **common)
     (metrics_file,) = out.glob("evaluate-*/metrics.json")
     metrics = json.loads(metrics_file.read_text())
     assert metrics["split"] == "test" and metrics["num_samples"] == 6

@@ -119,6 +119,14 @@ def _check_axis_aligned(affine: np.ndarray, what: str) -> None:
         raise ValueError(f"{what}: expected an axis-aligned RAS affine with positive spacing, got\n{affine}")
 
 
+def _prepare_t1(t1, what: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Affine (checked axis-aligned) and globally normalised, quantised intensities of a T1 image."""
+    affine = np.asarray(t1.affine, dtype=np.float64)
+    _check_axis_aligned(affine, what)
+    quantised, info = normalise_global(np.asarray(t1.dataobj))
+    return affine, quantised, info
+
+
 def load_mni152() -> SourceVolume:
     """Load the 1 mm MNI152 T1 template, GM/WM probability maps and brain mask from nilearn.
 
@@ -136,9 +144,7 @@ def load_mni152() -> SourceVolume:
     for name, img in (("gm", gm), ("wm", wm), ("mask", mask)):
         if img.shape != t1.shape or not np.allclose(img.affine, t1.affine):
             raise ValueError(f"nilearn MNI152 {name} map is not on the T1 template grid")
-    affine = np.asarray(t1.affine, dtype=np.float64)
-    _check_axis_aligned(affine, "MNI152 template")
-    quantised, info = normalise_global(np.asarray(t1.dataobj))
+    affine, quantised, info = _prepare_t1(t1, "MNI152 template")
     return SourceVolume(
         quantised=quantised,
         affine=affine,
@@ -222,9 +228,7 @@ def load_colin27_aal(template_dir: str | os.PathLike | None = None) -> SourceVol
     # the atlas is only meaningful if drawn on the very same voxel grid as the T1
     if t1.shape != aal.shape or not np.allclose(t1.affine, aal.affine):
         raise ValueError(f"{folder}: ch2.nii.gz and aal.nii.gz are not on the same grid")
-    affine = np.asarray(t1.affine, dtype=np.float64)
-    _check_axis_aligned(affine, "Colin27 ch2.nii.gz")
-    quantised, info = normalise_global(np.asarray(t1.dataobj))
+    affine, quantised, info = _prepare_t1(t1, "Colin27 ch2.nii.gz")
     return SourceVolume(
         quantised=quantised,
         affine=affine,
