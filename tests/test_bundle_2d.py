@@ -26,7 +26,12 @@ def _train_evaluate_infer(tmp_path, fmt):
     out, ckpt = tmp_path / "eval", tmp_path / "models"
     common = dict(dataset_dir=str(data_dir), output_dir=str(out), ckpt_dir=str(ckpt), patch_size=[32, 32], data_format=fmt,
                   batch_size=6, registered_model_name=f"tiny_{fmt}", experiment_name=f"tiny_{fmt}")
-    run_bundle("training", bundle_configs(BUNDLE, "train.yaml"), tmp_path, epochs=2, **common)
+    # NIfTI trains with flip augmentation: the cache then holds (sample, view) entries
+    augment = fmt == "nifti"
+    run_bundle("training", bundle_configs(BUNDLE, "train.yaml"), tmp_path, epochs=2, augment=augment, **common)
+    cached = len(list((out / "feature_cache").rglob("*.safetensors")))
+    # 12 training and 6 validation items; flipped training views add entries
+    assert (18 < cached <= 30) if augment else cached == 18, cached
 
     # deployable student: state dict + TorchScript, equal outputs
     assert (ckpt / "model.pt").is_file() and (ckpt / "model.ts").is_file()

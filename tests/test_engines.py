@@ -94,6 +94,47 @@ def test_cached_and_uncached_training_give_same_losses(tmp_path):
     assert len(list(tmp_path.rglob("*.safetensors"))) == 24
 
 
+def test_flip_views_keep_the_cache_exact_under_augmentation(tmp_path):
+    """Random flips drawn as fixed views: cached and uncached runs see the same teacher features."""
+    from monai.data import Dataset
+    from monai.utils import set_determinism
+
+    from rd_components.data import FixedViewsd
+
+    histories = []
+    for cache in (None, TeacherFeatureCache("toy", "digest", {"size": 16}, cache_dir=tmp_path)):
+        loader, teacher, network, reprogrammer, optimizer, source = _setup(2, cache=cache)
+        augment = FixedViewsd(["image"], flip_axes=(0,))
+        augment.set_random_state(seed=0)
+        loader = DataLoader(Dataset(list(loader.dataset), transform=augment), batch_size=8, shuffle=False)
+        views = []
+        trainer = RDTrainer("cpu", 4, loader, network, optimizer, RDLoss(), reprogrammer=reprogrammer, teacher=source)
+        losses = []
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(float(e.state.output[0]["loss"])))
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: views.extend(int(b["view"]) for b in e.state.batch))
+        trainer.run()
+        histories.append((losses, teacher.calls, views))
+    set_determinism(None)
+    (plain, plain_calls, views), (cached, cached_calls, cached_views) = histories
+    assert views == cached_views and set(views) == {0, 1}
+    torch.testing.assert_close(torch.tensor(cached), torch.tensor(plain), rtol=1e-5, atol=1e-6)
+    assert plain_calls == 4 * 24 and 24 < cached_calls <= 2 * 24  # at most one teacher call per (sample, view)
+
+
+def test_fixed_views_flip_the_recorded_axes():
+    from rd_components.data import FixedViewsd, flip_view_axes
+
+    image = torch.arange(24.0).reshape(1, 2, 3, 4)
+    always = FixedViewsd(["image"], flip_axes=(0, 2), prob=1.0)
+    out = always({"image": image})
+    assert out["view"] == 0b101 and flip_view_axes(out["view"]) == (0, 2)
+    torch.testing.assert_close(torch.as_tensor(out["image"]), image.flip(1).flip(3))
+    never = FixedViewsd(["image"], flip_axes=(0,), prob=0.0)({"image": image})
+    assert never["view"] == 0 and torch.equal(torch.as_tensor(never["image"]), image)
+    with pytest.raises(ValueError, match="prob"):
+        FixedViewsd(["image"], prob=2.0)
+
+
 def test_disk_cache_is_reused_and_namespaced(tmp_path):
     first = TeacherFeatureCache("toy", "w1", {"size": 16}, cache_dir=tmp_path)
     key = first.entry_key("case0", 0)

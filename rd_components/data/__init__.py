@@ -11,9 +11,12 @@ from .inference import SafeInferenceDataset, find_inputs
 from .tasks import LABEL_SETS, TASKS
 from .preflight import BadInputError, describe_error, preflight_items
 from .transforms import SqueezeSingletonSpatiald, augmentation_transforms, classification_transforms, has_random_transforms
+from .views import FixedViewsd, flip_view_axes
 
 __all__ = [
     "BadInputError",
+    "FixedViewsd",
+    "flip_view_axes",
     "augmentation_transforms",
     "describe_error",
     "preflight_items",

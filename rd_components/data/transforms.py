@@ -111,14 +111,18 @@ def augmentation_transforms(keys: Sequence[str] = ("image",), flip_axes: Sequenc
     """The random part of the training pipeline: flips along ``flip_axes`` (p = 0.5 each).
 
     Kept separate so that the deterministic part can be run (and checked, and cached) once
-    per item and only this part per epoch.
+    per item and only this part per epoch. The flips are drawn by :class:`FixedViewsd`, which
+    records the view it chose, so the teacher feature cache stays valid under augmentation.
 
     Returns:
-        ``monai.transforms.Compose`` acting on ``{"image": (1, *spatial), ...}``.
+        ``monai.transforms.Compose`` acting on ``{"image": (1, *spatial), ...}`` and adding
+        ``{"view": int}``.
     """
-    from monai.transforms import Compose, RandFlipd
+    from monai.transforms import Compose
 
-    return Compose([RandFlipd(list(keys), prob=0.5, spatial_axis=int(a)) for a in flip_axes])
+    from .views import FixedViewsd
+
+    return Compose([FixedViewsd(list(keys), flip_axes=flip_axes)])
 
 
 def has_random_transforms(transform) -> bool:
