@@ -7,6 +7,7 @@ from .metrics import stacked_output
 from .mlflow_registry import MLflowRegistryHandler
 from .predictions import PredictionCollector
 from .progress import ProgressBarHandler
+from .resume import ResumableCheckpoint, read_resume_checkpoint, resumed_run_name
 from .report import EvaluationReportHandler, TrainingReportHandler, plot_confusion_matrix, plot_training_curves
 
 __all__ = [
@@ -15,11 +16,14 @@ __all__ = [
     "PredictionCSVWriter",
     "PredictionCollector",
     "ProgressBarHandler",
+    "ResumableCheckpoint",
     "StudentExportHandler",
     "TeacherFeatureCache",
     "TrainingReportHandler",
     "export_torchscript",
     "plot_confusion_matrix",
     "plot_training_curves",
+    "read_resume_checkpoint",
+    "resumed_run_name",
     "stacked_output",
 ]

@@ -56,3 +56,15 @@ class PredictionCollector:
         best_epoch = getattr(engine.state, "best_metric_epoch", -1)
         if self.best is None or best_epoch == engine.state.epoch or best_epoch == -1:
             self.best = self.latest
+
+    def state_dict(self) -> dict[str, Any]:
+        """``latest`` and ``best`` passes as tensors (for resumable checkpoints)."""
+        def pack(result):
+            return None if result is None else {k: torch.as_tensor(v) for k, v in result.items()}
+        return {"latest": pack(self.latest), "best": pack(self.best)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        def unpack(result):
+            return None if result is None else {k: torch.as_tensor(v).numpy() for k, v in result.items()}
+        self.latest, self.best = unpack(state.get("latest")), unpack(state.get("best"))

@@ -114,6 +114,14 @@ class TrainingReportHandler:
             row.update({k: float(v) for k, v in source.items() if np.isscalar(v) or getattr(v, "ndim", 1) == 0})
         self.history.append(row)
 
+    def state_dict(self) -> dict:
+        """The per-epoch history (for resumable checkpoints)."""
+        return {"history": [dict(row) for row in self.history]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.history = [dict(row) for row in state.get("history", [])]
+
     @property
     def paths(self) -> list[Path]:
         """Files this handler writes."""

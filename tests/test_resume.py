@@ -1,0 +1,139 @@
+"""Resume: a real training process killed mid-run and started again with --resume ends where an
+uninterrupted run with the same seed ends, in the same MLflow run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+import torch
+from bundle_helpers import REPO, bundle_configs, run_bundle
+
+from rd_components.data import build_dataset
+from rd_components.handlers import read_resume_checkpoint, resumed_run_name
+
+BUNDLE = "rd_classification_2d"
+EPOCHS = 6
+
+
+def _overrides(data_dir, out, name):
+    # augmentation on: the random transform's RNG state must be restored as well
+    return dict(dataset_dir=str(data_dir), output_dir=str(out / "eval"), ckpt_dir=str(out / "models"), patch_size=[32, 32],
+                batch_size=4, epochs=EPOCHS, augment=True, resume=True, experiment_name=name, registered_model_name=name)
+
+
+def _command(overrides) -> list[str]:
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", bundle_configs(BUNDLE, "train.yaml")]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
+    return cmd
+
+
+def _kill_after_epoch(overrides, checkpoint, epoch: int, timeout: float = 600.0) -> int:
+    """Start training, SIGKILL it once ``checkpoint`` records ``epoch``; return the recorded epoch."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    process = subprocess.Popen(_command(overrides), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            state = read_resume_checkpoint(checkpoint) if checkpoint.exists() else None
+            if state is not None and state["epoch"] >= epoch:
+                process.send_signal(signal.SIGKILL)
+                process.wait(30)
+                return state["epoch"]
+            if process.poll() is not None:
+                pytest.fail(f"training ended (rc {process.returncode}) before epoch {epoch} was checkpointed")
+            time.sleep(0.02)
+        pytest.fail("no checkpoint before the timeout")
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return -1
+
+
+def _run_metrics(out, name):
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'eval' / 'mlruns.db'}")
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id])
+    return client, runs
+
+
+def _last_per_step(client, run_id, key):
+    values = {}
+    for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
+        values[m.step] = m.value
+    return values
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_into_same_mlflow_run_with_same_results(tmp_path):
+    data_dir = build_dataset(tmp_path / "data", "mni152_tissue", 2, "nifti", patch_size=32, n_train=24, n_val=6, n_test=6,
+                             progress=False).parent
+
+    # reference: uninterrupted
+    ref_out = tmp_path / "uninterrupted"
+    run_bundle("training", bundle_configs(BUNDLE, "train.yaml"), REPO, **_overrides(data_dir, ref_out, "ref"))
+
+    # killed after its second epoch (a real SIGKILL: nothing is flushed or closed), then resumed
+    out = tmp_path / "resumed"
+    checkpoint = out / "models" / "resume.pt"
+    killed_at = _kill_after_epoch(_overrides(data_dir, out, "res"), checkpoint, epoch=2)
+    assert 2 <= killed_at < EPOCHS
+    state = read_resume_checkpoint(checkpoint)
+    assert not state["completed"] and not (out / "models" / "model_info.json").exists()
+    assert {"network", "reprogrammer", "optimizer", "lr_scheduler", "best_model_saver"} <= set(state["objects"])
+    client, runs = _run_metrics(out, "res")
+    assert len(runs) == 1 and runs[0].info.status == "RUNNING"
+    run_id = runs[0].info.run_id
+    assert resumed_run_name(checkpoint, True) == runs[0].info.run_name
+
+    result = run_bundle("training", bundle_configs(BUNDLE, "train.yaml"), REPO, **_overrides(data_dir, out, "res"))
+    assert f"after epoch {killed_at} of {EPOCHS}" in result.stdout + result.stderr
+
+    # one MLflow run, continued and finished
+    client, runs = _run_metrics(out, "res")
+    assert len(runs) == 1 and runs[0].info.run_id == run_id and runs[0].info.status == "FINISHED"
+    ref_client, (ref_run,) = _run_metrics(ref_out, "ref")[0], _run_metrics(ref_out, "ref")[1]
+    for key in ("train_loss", "train_cka", "val_accuracy", "val_auc"):
+        resumed = _last_per_step(client, run_id, key)
+        reference = _last_per_step(ref_client, ref_run.info.run_id, key)
+        assert sorted(resumed) == list(range(1, EPOCHS + 1)), key
+        for step in reference:
+            assert abs(resumed[step] - reference[step]) <= 1e-6, (key, step, resumed[step], reference[step])
+
+    # same per-epoch history and the same best student, bit for bit up to float noise
+    histories = [json.loads(next((o / "eval").glob("*/history.json")).read_text()) for o in (ref_out, out)]
+    assert [row["epoch"] for row in histories[1]] == list(range(1, EPOCHS + 1))
+    for ref_row, row in zip(*histories):
+        assert all(abs(ref_row[k] - row[k]) <= 1e-6 for k in ref_row), (ref_row, row)
+    ref_weights = torch.load(ref_out / "models" / "model.pt", weights_only=True)
+    weights = torch.load(out / "models" / "model.pt", weights_only=True)
+    for name, tensor in ref_weights.items():
+        torch.testing.assert_close(weights[name], tensor, rtol=0, atol=1e-6)
+    assert read_resume_checkpoint(checkpoint)["completed"]
+    assert resumed_run_name(checkpoint, True) is None  # a finished run is not resumed again
+
+
+def test_resume_refuses_other_parameters_and_unreadable_files(tmp_path):
+    from ignite.engine import Engine
+
+    from rd_components.handlers import ResumableCheckpoint
+
+    net = torch.nn.Linear(2, 2)
+    engine = Engine(lambda e, b: None)
+    engine.state.max_epochs, engine.state.epoch_length = 3, 1
+    handler = ResumableCheckpoint(tmp_path / "resume.pt", {"network": net}, resume=True, fingerprint={"lr": 0.1})
+    handler.save(engine)
+    changed = ResumableCheckpoint(tmp_path / "resume.pt", {"network": net}, resume=True, fingerprint={"lr": 0.2})
+    with pytest.raises(ValueError, match=r"other parameters \(lr differ\)"):
+        changed._started(engine)
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="broken.pt cannot be read"):
+        read_resume_checkpoint(tmp_path / "broken.pt")
