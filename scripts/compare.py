@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ("student", "kd", "hint", "cka", "rd", "rd_no_cka", "rd_no_kd", "linear_probe")
+METHODS = ("student", "kd", "hint", "cka", "rd", "rd_no_cka", "rd_no_kd", "linear_probe", "lora")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

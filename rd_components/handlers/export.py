@@ -6,6 +6,7 @@ import copy
 import json
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,15 +22,25 @@ logger = logging.getLogger(__name__)
 def export_torchscript(model: nn.Module, path: str | os.PathLike, example: torch.Tensor, atol: float = 1e-4) -> float:
     """Script ``model`` (eval mode) to ``path``; return the max abs difference to eager on ``example``.
 
-    Raises ``RuntimeError`` when the scripted model disagrees with eager by more than ``atol``.
+    Models that cannot be scripted (Python-only code such as ``peft`` adapters or input checks)
+    are traced on ``example`` instead, which fixes their control flow to that input's shape;
+    the fallback is logged. Raises ``RuntimeError`` when the exported model disagrees with eager
+    by more than ``atol``.
     """
     model = model.eval()
-    scripted = torch.jit.script(model)
+    try:
+        exported = torch.jit.script(model)
+    except Exception as error:
+        logger.warning("TorchScript scripting of %s failed (%s: %s); tracing it on a %s input instead.",
+                       type(model).__name__, type(error).__name__, str(error).splitlines()[0][:120], tuple(example.shape))
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            exported = torch.jit.trace(model, example, check_trace=False)
     with torch.no_grad():
-        diff = float((scripted(example) - model(example)).abs().max())
+        diff = float((exported(example) - model(example)).abs().max())
     if diff > atol:
         raise RuntimeError(f"TorchScript export of {type(model).__name__} differs from eager by {diff:.2e} > {atol}.")
-    torch.jit.save(scripted, str(path))
+    torch.jit.save(exported, str(path))
     return diff
 
 

@@ -2,6 +2,7 @@
 
 from .classifier import SharedClassifier
 from .deployable import DeployableStudent
+from .lora import LoRAClassifier, pointwise_layer_names
 from .reprogrammer import Reprogrammer
 from .teacher_heads import LinearProbe, PooledFeatures
 from .students import StudentFeatures, TinyCNN, create_student, list_students
@@ -9,6 +10,7 @@ from .students import StudentFeatures, TinyCNN, create_student, list_students
 __all__ = [
     "DeployableStudent",
     "LinearProbe",
+    "LoRAClassifier",
     "PooledFeatures",
     "Reprogrammer",
     "SharedClassifier",
@@ -16,4 +18,5 @@ __all__ = [
     "TinyCNN",
     "create_student",
     "list_students",
+    "pointwise_layer_names",
 ]
