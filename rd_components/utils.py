@@ -35,6 +35,25 @@ def unique_run_name(prefix: str = "rd") -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
+def as_bool(value: Any) -> bool:
+    """A command-line flag as a bool: the bundle CLI passes ``--augment true`` as the *string*
+    ``"true"`` (only ``True`` is a Python literal), and ``"false"`` would otherwise be truthy.
+
+    Raises:
+        ValueError: for anything but a bool, 0/1, or true/false/yes/no/on/off in any case.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0", "none", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
 def is_rank0() -> bool:
     """True outside distributed runs and on rank 0."""
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0

@@ -166,6 +166,7 @@ def load_setup(bundle: str, data_root: Path, n_train: int | None) -> dict[str, A
         "student": value("student"),
         "student_kwargs": dict(value("student_kwargs")),
         "feature_dim": value("feature_dim"),
+        "reprogrammer_hidden": value("reprogrammer_hidden"),
         "num_classes": value("num_classes"),
         "batch_size": value("batch_size"),
         "num_workers": value("num_workers"),
@@ -213,7 +214,8 @@ def build_parts(setup: dict, teacher: Any | None) -> dict[str, Any]:
     if teacher is not None:
         shape = teacher.feature_shape(setup["patch_size"])
         reprogrammer = Reprogrammer(spatial_dims=len(shape) - 1, in_channels=shape[0],
-                                    out_features=setup["feature_dim"]).to(device)
+                                    out_features=setup["feature_dim"],
+                                    hidden_channels=setup["reprogrammer_hidden"]).to(device)
         params += list(reprogrammer.parameters())
         # the bundle's loss_weights keys are RDLoss's keyword names (ce_teacher_weight, ..., hint_weight)
         weights = dict(setup["loss_weights"])

@@ -137,3 +137,13 @@ def test_resume_refuses_other_parameters_and_unreadable_files(tmp_path):
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="broken.pt cannot be read"):
         read_resume_checkpoint(tmp_path / "broken.pt")
+
+
+def test_command_line_flags_parse_as_bools():
+    from rd_components.utils import as_bool
+
+    assert [as_bool(v) for v in (True, "true", "True", "yes", 1, "on")] == [True] * 6
+    assert [as_bool(v) for v in (False, "false", "FALSE", "no", 0, "off", None)] == [False] * 7
+    with pytest.raises(ValueError, match="expected true or false, got 'maybe'"):
+        as_bool("maybe")
+    assert resumed_run_name("/nonexistent/resume.pt", "false") is None

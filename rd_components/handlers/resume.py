@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from ..utils import as_bool
+
 __all__ = ["ResumableCheckpoint", "resumed_run_name", "read_resume_checkpoint"]
 
 logger = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ def resumed_run_name(checkpoint_file: str | os.PathLike, resume: bool) -> str | 
     so a resumed run logs into the same MLflow run (MONAI's ``MLFlowHandler`` re-attaches to the
     unfinished run of that name).
     """
-    if not resume:
+    if not as_bool(resume):
         return None
     state = read_resume_checkpoint(checkpoint_file)
     if state is None or state.get("completed"):
@@ -125,7 +127,7 @@ class ResumableCheckpoint:
     ) -> None:
         self.checkpoint_file = Path(checkpoint_file)
         self.objects = {k: v for k, v in objects.items() if v is not None}
-        self.resume = bool(resume)
+        self.resume = as_bool(resume)
         self.fingerprint, self.parameters = _fingerprint(fingerprint)
         self.mlflow_handler = mlflow_handler
         self.random_transforms = random_transforms
