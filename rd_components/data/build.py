@@ -130,7 +130,7 @@ def _write(folder: Path, name: str, params: dict, template_dir, progress: bool) 
     }
     counts: dict[str, dict[int, int]] = {}
     total = sum(len(v) for v in plan.samples.values())
-    with tqdm(total=total, desc=f"writing {name}", unit="patch", disable=not progress) as bar:
+    with tqdm(total=total, desc=f"writing {name}", unit="patch", disable=None if progress else True) as bar:
         for split in SPLITS:
             sub = folder / _SPLIT_DIRS[split]
             sub.mkdir(parents=True, exist_ok=True)

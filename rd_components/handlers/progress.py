@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,8 @@ class ProgressBarHandler:
     """ignite ``ProgressBar`` showing the given scalar output keys (e.g. ``loss``).
 
     MONAI handler lists call ``attach(engine)`` with no options; this wrapper carries them.
+    The bar is drawn only when stderr is a terminal: in log files (batch jobs, ``nohup``) the
+    per-epoch ``StatsHandler`` lines say the same without thousands of carriage returns.
     """
 
     def __init__(self, output_keys: Sequence[str] = ("loss",), persist: bool = False, enabled: bool = True) -> None:
@@ -28,5 +31,5 @@ class ProgressBarHandler:
 
     def attach(self, engine: Engine) -> None:
         """Attach the bar to ``engine``."""
-        if self.enabled:
+        if self.enabled and sys.stderr.isatty():
             ProgressBar(persist=self.persist).attach(engine, output_transform=self._transform)
