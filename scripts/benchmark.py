@@ -215,7 +215,7 @@ def build_parts(setup: dict, teacher: Any | None) -> dict[str, Any]:
         shape = teacher.feature_shape(setup["patch_size"])
         reprogrammer = Reprogrammer(spatial_dims=len(shape) - 1, in_channels=shape[0],
                                     out_features=setup["feature_dim"],
-                                    hidden_channels=setup["reprogrammer_hidden"]).to(device)
+                                    hidden_channels=setup["reprogrammer_hidden"], feature_size=shape[1:]).to(device)
         params += list(reprogrammer.parameters())
         # the bundle's loss_weights keys are RDLoss's keyword names (ce_teacher_weight, ..., hint_weight)
         weights = dict(setup["loss_weights"])

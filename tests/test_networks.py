@@ -73,3 +73,20 @@ def test_default_2d_student_is_small():
     # the 2D bundle's student must stay under a tenth of EfficientNet-Lite0 (4.65M parameters)
     student = DeployableStudent(create_student("resnet10", 2, 1, 128, widen_factor=0.25), SharedClassifier(128, 3))
     assert sum(p.numel() for p in student.parameters()) < 465_000
+
+
+def test_reprogrammer_drops_taps_that_only_see_padding():
+    """With feature_size, size-1 axes get kernel 1: fewer weights, the same function."""
+    from rd_components.networks import Reprogrammer
+
+    torch.manual_seed(0)
+    full = Reprogrammer(3, 32, 8)
+    slim = Reprogrammer(3, 32, 8, feature_size=(1, 1, 2))
+    assert sum(p.numel() for p in slim.parameters()) < sum(p.numel() for p in full.parameters())
+    torch.nn.init.normal_(full.blocks[0][-1].weight)  # leave the zero-initialised identity
+    state = {k: v[:, :, 1:2, 1:2, :] if v.shape != slim.state_dict()[k].shape else v for k, v in full.state_dict().items()}
+    slim.load_state_dict(state)
+    x = torch.rand(4, 32, 1, 1, 2)
+    torch.testing.assert_close(slim.eval()(x), full.eval()(x))
+    with pytest.raises(ValueError, match="feature_size"):
+        Reprogrammer(3, 32, 8, feature_size=(1, 2))

@@ -84,7 +84,8 @@ def preflight_items(
     if not items:
         raise BadInputError(f"The {split} split of the datalist is empty.")
     good, bad = [], []
-    for item in tqdm(items, desc=f"checking {split} data", disable=None if progress else True, leave=False)  # None: off when not a terminal:
+    # disable=None: no bar when stderr is not a terminal
+    for item in tqdm(items, desc=f"checking {split} data", disable=None if progress else True, leave=False):
         try:
             good.append(_check(item, transform, spatial_dims, num_classes, image_key, label_key))
         except Exception as error:  # every bad item is reported, with its file

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -27,6 +29,10 @@ class Reprogrammer(nn.Module):
             cache, with 64 about 1.2x (``scripts/benchmark.py``).
         num_blocks: number of residual blocks.
         dropout: dropout before the projection.
+        feature_size: spatial size of the teacher's feature map, if known. Axes of size 1 then
+            get kernel 1 instead of 3: the dropped taps would only ever multiply zero padding
+            (the 3D teacher's 2048 x 1 x 1 x 2 map needs a 1x1x3 kernel: 9x fewer weights than
+            3x3x3), so the function class is the same.
 
     Shapes:
         input ``(B, C)`` or ``(B, C, *spatial)``; output ``(B, out_features)``.
@@ -40,6 +46,7 @@ class Reprogrammer(nn.Module):
         hidden_channels: int | None = None,
         num_blocks: int = 1,
         dropout: float = 0.0,
+        feature_size: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         if spatial_dims not in (0, 1, 2, 3):
@@ -50,12 +57,15 @@ class Reprogrammer(nn.Module):
         self.in_channels = in_channels
         self.out_features = out_features
         hidden = hidden_channels or min(in_channels, 64)
-        self.blocks = nn.ModuleList([self._residual_branch(spatial_dims, in_channels, hidden) for _ in range(num_blocks)])
+        if feature_size is not None and len(feature_size) != spatial_dims:
+            raise ValueError(f"Reprogrammer: feature_size {tuple(feature_size)} must have {spatial_dims} entries.")
+        kernel = tuple(1 if feature_size is not None and int(feature_size[a]) == 1 else 3 for a in range(spatial_dims))
+        self.blocks = nn.ModuleList([self._residual_branch(spatial_dims, in_channels, hidden, kernel) for _ in range(num_blocks)])
         self.dropout = nn.Dropout(dropout)
         self.projection = nn.Linear(in_channels, out_features)
 
     @staticmethod
-    def _residual_branch(spatial_dims: int, channels: int, hidden: int) -> nn.Sequential:
+    def _residual_branch(spatial_dims: int, channels: int, hidden: int, kernel: tuple[int, ...]) -> nn.Sequential:
         if spatial_dims == 0:
             last = nn.Linear(hidden, channels)
             branch = nn.Sequential(nn.LayerNorm(channels), nn.Linear(channels, hidden), nn.GELU(), last)
@@ -67,7 +77,7 @@ class Reprogrammer(nn.Module):
                 conv(channels, hidden, kernel_size=1, bias=False),
                 norm(hidden),
                 nn.ReLU(inplace=True),
-                conv(hidden, hidden, kernel_size=3, padding=1, bias=False),
+                conv(hidden, hidden, kernel_size=kernel, padding=tuple(k // 2 for k in kernel), bias=False),
                 norm(hidden),
                 nn.ReLU(inplace=True),
                 last,
