@@ -41,6 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--label_fractions", nargs="+", type=float, default=[0.01, 0.1, 1.0])
     parser.add_argument("--epochs", type=int, default=None, help="epochs per cell (default: the bundle's)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--merge", nargs="+", type=Path, default=None, metavar="CSV",
+                        help="train nothing: merge these results.csv files (e.g. two grids of the same task) "
+                             "into OUT/results.csv, .md and .png")
     parser.add_argument("--dataset_dir", default=None, help="dataset folder (default: the bundle's)")
     parser.add_argument("--tracking_uri", default=None,
                         help="MLflow URI (default: $MLFLOW_TRACKING_URI, else sqlite:///OUT/mlruns.db)")
@@ -168,6 +171,60 @@ def linear_probe_cell(parser) -> dict:
             "latency_ms": float("nan")}
 
 
+def paired_differences(rows: list[dict], reference: str = "rd") -> str:
+    """Markdown table: ``reference`` minus each method, accuracy points, mean +- std over seeds
+    that both ran (paired by seed and label fraction)."""
+    fractions = sorted({r["label_fraction"] for r in rows})
+    by_cell = {(r["method"], r["seed"], r["label_fraction"]): 100 * r["accuracy"] for r in rows}
+    others = [m for m in dict.fromkeys(r["method"] for r in rows) if m != reference]
+    lines = [f"| {reference} minus | " + " | ".join(f"{f:g} labels (accuracy points)" for f in fractions) + " |",
+             "|---|" + "---|" * len(fractions)]
+    for method in others:
+        cells = []
+        for fraction in fractions:
+            diffs = [by_cell[(reference, seed, fraction)] - value for (m, seed, f), value in by_cell.items()
+                     if m == method and f == fraction and (reference, seed, fraction) in by_cell]
+            if not diffs:
+                cells.append("-")
+                continue
+            std = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+            cells.append(f"{statistics.mean(diffs):+.1f} ± {std:.1f} (n={len(diffs)})")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def read_rows(paths: list[Path]) -> list[dict]:
+    """Rows of ``results.csv`` files, numbers parsed."""
+    rows = []
+    for path in paths:
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                for key in ("seed", "n_train", "params"):
+                    row[key] = int(float(row[key]))
+                for key in ("label_fraction", "accuracy", "macro_f1", "auc", "latency_ms"):
+                    row[key] = float(row[key])
+                rows.append(row)
+    cells = [(r["method"], r["seed"], r["label_fraction"]) for r in rows]
+    repeated = sorted({c for c in cells if cells.count(c) > 1})
+    if repeated:
+        raise SystemExit(f"--merge: cells {repeated[:3]} appear more than once; merge the results of one task only.")
+    return rows
+
+
+def write_outputs(rows: list[dict], out: Path, title: str) -> str:
+    """``results.csv``, ``results.md`` (means and, when RD ran, paired differences) and ``results.png``."""
+    with open(out / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    table = summarise(rows, out)
+    if any(r["method"] == "rd" for r in rows) and len({r["method"] for r in rows}) > 1:
+        table += "\nPaired by seed:\n\n" + paired_differences(rows)
+    (out / "results.md").write_text(f"{title}\n\n" + table)
+    plot(rows, out / "results.png")
+    return table
+
+
 def summarise(rows: list[dict], out: Path) -> str:
     """Markdown table: mean +- std of accuracy, macro-F1 and AUC per method and label fraction."""
     fractions = sorted({r["label_fraction"] for r in rows})
@@ -216,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        rows = read_rows(args.merge)
+        seeds = sorted({r["seed"] for r in rows})
+        bundles = ", ".join(dict.fromkeys(r["bundle"] for r in rows))
+        print(write_outputs(rows, args.out, f"Test split, mean ± std over seeds {seeds}; bundle {bundles}."))
+        return 0
     tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{args.out / 'mlruns.db'}"
     experiment = args.experiment_name or f"compare-{args.bundle}-{time.strftime('%Y%m%d-%H%M%S')}"
     common = {**bundle_overrides(args), "tracking_uri": tracking_uri, "experiment_name": experiment,
@@ -258,9 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             writer.writeheader()
             writer.writerows(rows)
 
-    table = summarise(rows, args.out)
-    (args.out / "results.md").write_text(f"Test split, mean ± std over seeds {args.seeds}; bundle {args.bundle}.\n\n" + table)
-    plot(rows, args.out / "results.png")
+    table = write_outputs(rows, args.out, f"Test split, mean ± std over seeds {args.seeds}; bundle {args.bundle}.")
     print(table)
     summary = client.create_run(client.get_experiment_by_name(experiment).experiment_id, run_name="summary").info.run_id
     for name in ("results.csv", "results.md", "results.png"):

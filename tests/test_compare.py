@@ -38,3 +38,24 @@ def test_compare_tiny(tmp_path):
     cells = [r for r in runs if r.info.run_name != "summary"]
     assert sorted(r.info.run_name for r in cells) == ["linear_probe-f1-s0", "rd-f1-s0", "student-f1-s0"]
     assert all(r.info.status == "FINISHED" and "test_accuracy" in r.data.metrics for r in runs if r in cells)
+
+
+def test_merge_results_and_paired_differences(tmp_path):
+    """--merge joins grids of one task; RD's advantage is paired by seed; repeated cells are refused."""
+    header = "bundle,method,seed,label_fraction,n_train,accuracy,macro_f1,auc,params,latency_ms,run_id\n"
+    first = tmp_path / "a.csv"
+    first.write_text(header + "".join(f"b,{m},{s},0.1,10,{acc},0.5,0.7,100,1.0,x\n"
+                                      for m, s, acc in [("student", 0, 0.50), ("student", 1, 0.60), ("rd", 0, 0.55), ("rd", 1, 0.70)]))
+    second = tmp_path / "b.csv"
+    second.write_text(header + "b,kd,0,0.1,10,0.40,0.5,0.7,100,1.0,x\nb,kd,1,0.1,10,0.45,0.5,0.7,100,1.0,x\n")
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "scripts" / "compare.py"), "--merge", str(first), str(second), "--out", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = (out / "results.md").read_text()
+    assert "| rd | 62.5 ± 10.6" in table
+    # rd - student per seed: +5 and +10 points; rd - kd: +15 and +25
+    assert "| student | +7.5 ± 3.5 (n=2) |" in table and "| kd | +20.0 ± 7.1 (n=2) |" in table
+    assert len(list(csv.DictReader(open(out / "results.csv")))) == 6 and (out / "results.png").stat().st_size > 0
+    again = subprocess.run(cmd[:-4] + [str(first), str(first), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "appear more than once" in again.stderr
