@@ -242,7 +242,6 @@ def make_trainer(setup: dict, loader: Any, parts: dict, teacher: Any | None, cac
     ``teacher=None`` trains the student alone; ``cache=None`` calls the teacher on every batch.
     """
     from ignite.metrics import Accuracy
-    from monai.transforms import Activationsd
     from rd_components.engines import RDTrainer, TeacherFeatureSource
     from rd_components.handlers import stacked_output
 
@@ -256,7 +255,7 @@ def make_trainer(setup: dict, loader: Any, parts: dict, teacher: Any | None, cac
         teacher=source,
         optimizer=parts["optimizer"],
         loss_function=parts["loss"],
-        postprocessing=Activationsd(keys=["pred", "pred_teacher"], softmax=True, allow_missing_keys=True),
+        postprocessing=setup["parser"].get_parsed_content("train#postprocessing"),
         key_train_metric={"train_accuracy": Accuracy(output_transform=stacked_output("pred", "label"))},
         amp=setup["amp"],
     )

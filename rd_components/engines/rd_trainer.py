@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from ignite.metrics import Average
+from monai.data import MetaTensor
 from monai.engines import Trainer
 from monai.engines.utils import IterationEvents, default_metric_cmp_fn, default_prepare_batch
 from monai.transforms import Transform
@@ -30,6 +31,11 @@ LOSS_TERMS: tuple[str, ...] = ("loss", "ce_teacher", "ce_student", "kd", "cka", 
 def _first(output: Any) -> dict:
     # after decollation the output is a list of per-sample dicts with scalars replicated
     return output[0] if isinstance(output, list) else output
+
+
+def _plain(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` without MONAI metadata (a view, no copy)."""
+    return tensor.as_tensor() if isinstance(tensor, MetaTensor) else tensor
 
 
 class RDTrainer(Trainer):
@@ -161,10 +167,14 @@ class RDTrainer(Trainer):
         teacher_features = None
         if engine.teacher_source is not None:
             with torch.no_grad():
-                teacher_features = engine.teacher_source(inputs, batchdata)
+                # the source reads the images' metadata (source files) for its cache keys
+                teacher_features = _plain(engine.teacher_source(inputs, batchdata))
+        # the trainable branches run on plain tensors: MONAI's MetaTensor dispatch on every op
+        # of the student, the reprogrammer and the losses cost about a quarter of a CPU step
+        images = _plain(inputs)
 
         def _forward_and_loss() -> torch.Tensor:
-            outputs = engine.branches(inputs, teacher_features)
+            outputs = engine.branches(images, teacher_features)
             engine.state.output[Keys.PRED] = outputs["student_logits"]
             if "teacher_logits" in outputs:
                 engine.state.output["pred_teacher"] = outputs["teacher_logits"]
