@@ -235,6 +235,9 @@ def summarise(rows: list[dict], out: Path) -> str:
         cells = []
         for fraction in fractions:
             group = [r for r in rows if r["method"] == method and r["label_fraction"] == fraction]
+            if not group:  # a merged grid where this method did not run at this fraction
+                cells.append("-")
+                continue
             parts = []
             for key in ("accuracy", "macro_f1", "auc"):
                 values = [100 * r[key] for r in group]

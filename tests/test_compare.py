@@ -47,7 +47,8 @@ def test_merge_results_and_paired_differences(tmp_path):
     first.write_text(header + "".join(f"b,{m},{s},0.1,10,{acc},0.5,0.7,100,1.0,x\n"
                                       for m, s, acc in [("student", 0, 0.50), ("student", 1, 0.60), ("rd", 0, 0.55), ("rd", 1, 0.70)]))
     second = tmp_path / "b.csv"
-    second.write_text(header + "b,kd,0,0.1,10,0.40,0.5,0.7,100,1.0,x\nb,kd,1,0.1,10,0.45,0.5,0.7,100,1.0,x\n")
+    second.write_text(header + "b,kd,0,0.1,10,0.40,0.5,0.7,100,1.0,x\nb,kd,1,0.1,10,0.45,0.5,0.7,100,1.0,x\n"
+                      "b,kd,0,1.0,100,0.80,0.8,0.9,100,1.0,x\n")
     out = tmp_path / "out"
     cmd = [sys.executable, str(REPO / "scripts" / "compare.py"), "--merge", str(first), str(second), "--out", str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -56,6 +57,7 @@ def test_merge_results_and_paired_differences(tmp_path):
     assert "| rd | 62.5 ± 10.6" in table
     # rd - student per seed: +5 and +10 points; rd - kd: +15 and +25
     assert "| student | +7.5 ± 3.5 (n=2) |" in table and "| kd | +20.0 ± 7.1 (n=2) |" in table
-    assert len(list(csv.DictReader(open(out / "results.csv")))) == 6 and (out / "results.png").stat().st_size > 0
+    assert "| student | 55.0 ± 7.1 / 50.0 ± 0.0 / 70.0 ± 0.0 (n=2) | - |" in table  # no student cell at 100 %
+    assert len(list(csv.DictReader(open(out / "results.csv")))) == 7 and (out / "results.png").stat().st_size > 0
     again = subprocess.run(cmd[:-4] + [str(first), str(first), "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "appear more than once" in again.stderr
