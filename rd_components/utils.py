@@ -39,19 +39,21 @@ def as_bool(value: Any) -> bool:
     """A command-line flag as a bool: the bundle CLI passes ``--augment true`` as the *string*
     ``"true"`` (only ``True`` is a Python literal), and ``"false"`` would otherwise be truthy.
 
+    ``monai.utils.str2bool`` does the parsing; this adds what a config value can also be
+    (``None``, 0/1 integers, on/off).
+
     Raises:
-        ValueError: for anything but a bool, 0/1, or true/false/yes/no/on/off in any case.
+        ValueError: for anything else, naming the value.
     """
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "on", "1"):
-        return True
-    if text in ("false", "no", "off", "0", "none", ""):
+    from monai.utils import str2bool
+
+    if value is None:
         return False
-    raise ValueError(f"expected true or false, got {value!r}")
+    text = str(value).strip().lower()
+    try:
+        return str2bool({"on": "true", "off": "false", "none": "false", "": "false"}.get(text, text))
+    except ValueError:
+        raise ValueError(f"expected true or false, got {value!r}") from None
 
 
 def is_rank0() -> bool:

@@ -18,15 +18,26 @@ def bundle_configs(bundle: str, *names: str) -> str:
     return paths[0] if len(paths) == 1 else json.dumps(paths)
 
 
-def run_bundle(run_id: str, config_file: str, cwd: Path, timeout: int = 900, **overrides) -> subprocess.CompletedProcess:
-    """Run ``python -m monai.bundle run <run_id>`` with ``--key value`` overrides; fail with its log."""
+def bundle_command(run_id: str, config_file: str, **overrides) -> list[str]:
+    """``python -m monai.bundle run <run_id> --config_file ... --key value ...``."""
     cmd = [sys.executable, "-m", "monai.bundle", "run"] + ([run_id] if run_id else []) + ["--config_file", config_file]
     for key, value in overrides.items():
         # the bundle CLI (python-fire) reads Python literals: True, None, [32, 32]
         cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
+    return cmd
+
+
+def bundle_env() -> dict[str, str]:
+    """Environment of a bundle run: quiet warnings, 2 threads, no inherited MLflow URI."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return env
+
+
+def run_bundle(run_id: str, config_file: str, cwd: Path, timeout: int = 900, **overrides) -> subprocess.CompletedProcess:
+    """Run ``python -m monai.bundle run <run_id>`` with ``--key value`` overrides; fail with its log."""
+    cmd = bundle_command(run_id, config_file, **overrides)
+    result = subprocess.run(cmd, cwd=cwd, env=bundle_env(), capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise AssertionError(f"bundle run failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
     return result

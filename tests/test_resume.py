@@ -4,16 +4,14 @@ uninterrupted run with the same seed ends, in the same MLflow run."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import mlflow
 import pytest
 import torch
-from bundle_helpers import REPO, bundle_configs, run_bundle
+from bundle_helpers import REPO, bundle_command, bundle_configs, bundle_env, run_bundle
 
 from rd_components.data import build_dataset
 from rd_components.handlers import read_resume_checkpoint, resumed_run_name
@@ -28,18 +26,10 @@ def _overrides(data_dir, out, name):
                 batch_size=4, epochs=EPOCHS, augment=True, resume=True, experiment_name=name, registered_model_name=name)
 
 
-def _command(overrides) -> list[str]:
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", bundle_configs(BUNDLE, "train.yaml")]
-    for key, value in overrides.items():
-        cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
-    return cmd
-
-
 def _kill_after_epoch(overrides, checkpoint, epoch: int, timeout: float = 600.0) -> int:
     """Start training, SIGKILL it once ``checkpoint`` records ``epoch``; return the recorded epoch."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    process = subprocess.Popen(_command(overrides), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = bundle_command("training", bundle_configs(BUNDLE, "train.yaml"), **overrides)
+    process = subprocess.Popen(cmd, cwd=REPO, env=bundle_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:

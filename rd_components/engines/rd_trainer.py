@@ -9,10 +9,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from ignite.metrics import Average
-from monai.data import MetaTensor
 from monai.engines import Trainer
 from monai.engines.utils import IterationEvents, default_metric_cmp_fn, default_prepare_batch
 from monai.transforms import Transform
+from monai.utils import convert_to_tensor
 from monai.utils.enums import CommonKeys as Keys
 from torch import nn
 from torch.optim import Optimizer
@@ -31,11 +31,6 @@ LOSS_TERMS: tuple[str, ...] = ("loss", "ce_teacher", "ce_student", "kd", "cka", 
 def _first(output: Any) -> dict:
     # after decollation the output is a list of per-sample dicts with scalars replicated
     return output[0] if isinstance(output, list) else output
-
-
-def _plain(tensor: torch.Tensor) -> torch.Tensor:
-    """``tensor`` without MONAI metadata (a view, no copy)."""
-    return tensor.as_tensor() if isinstance(tensor, MetaTensor) else tensor
 
 
 class RDTrainer(Trainer):
@@ -168,10 +163,10 @@ class RDTrainer(Trainer):
         if engine.teacher_source is not None:
             with torch.no_grad():
                 # the source reads the images' metadata (source files) for its cache keys
-                teacher_features = _plain(engine.teacher_source(inputs, batchdata))
+                teacher_features = convert_to_tensor(engine.teacher_source(inputs, batchdata), track_meta=False)
         # the trainable branches run on plain tensors: MONAI's MetaTensor dispatch on every op
         # of the student, the reprogrammer and the losses cost about a quarter of a CPU step
-        images = _plain(inputs)
+        images = convert_to_tensor(inputs, track_meta=False)  # a view, no copy
 
         def _forward_and_loss() -> torch.Tensor:
             outputs = engine.branches(images, teacher_features)

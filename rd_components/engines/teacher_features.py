@@ -19,8 +19,9 @@ class TeacherFeatureSource(nn.Module):
     the batch carries it as MONAI metadata, is added to the key) and, when the teacher's input is
     randomly augmented, the view index (``view_key``) written by
     :class:`~rd_components.data.views.FixedViewsd`; without a view key every sample is view 0,
-    which is only correct when the teacher's input is deterministic, so the bundles switch the
-    cache off when augmentation is random and no fixed views are configured.
+    which is only correct when the teacher's input is deterministic. The bundles' augmentation
+    is ``FixedViewsd``, so their cache stays on with and without augmentation; any other random
+    transform on the teacher's input needs the cache off (``use_feature_cache: false``).
 
     Args:
         teacher: frozen module ``(B, C, *spatial) -> (B, C_T, *spatial')``.
