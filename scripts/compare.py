@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ("student", "kd", "hint", "cka", "rd", "rd_no_cka", "rd_no_kd", "linear_probe", "lora")
+FLOAT_COLUMNS = ("accuracy", "macro_f1", "auc", "latency_ms", "teacher_accuracy", "teacher_val_accuracy")
+METHODS = ("student", "mean_teacher", "kd", "hint", "cka", "rd", "rd_no_cka", "rd_no_kd", "linear_probe", "lora")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -148,6 +149,40 @@ def evaluate_student(model_ts: Path, items: list[dict], num_classes: int) -> dic
             "latency_ms": 1000 * statistics.median(times)}
 
 
+def teacher_branch_test_accuracy(parser, ckpt_dir: Path, items: list[dict]) -> float:
+    """Test accuracy of the cell's teacher branch (reprogrammer or probe + classifier) at its best
+    validation epoch (``teacher_branch.pt``); NaN for methods without a teacher branch."""
+    import torch
+    from monai.data import DataLoader, Dataset
+
+    from rd_components.engines.branches import teacher_branch
+
+    path = ckpt_dir / "teacher_branch.pt"
+    if not path.is_file():
+        return float("nan")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    device = parser.get_parsed_content("device")
+    reprogrammer = parser.get_parsed_content("reprogrammer")
+    network = parser.get_parsed_content("network")
+    reprogrammer.load_state_dict(state["reprogrammer"])
+    network.load_state_dict(state["model"])
+    reprogrammer.eval()
+    network.eval()
+    source = parser.get_parsed_content("teacher_source")
+    correct = 0
+    with torch.no_grad():
+        for batch in DataLoader(Dataset(items), batch_size=64, shuffle=False):
+            _, logits = teacher_branch(reprogrammer, network.classifier, source(batch["image"].to(device), batch))
+            correct += int((logits.argmax(1).cpu() == torch.as_tensor(batch["label"]).reshape(-1)).sum())
+    return correct / len(items)
+
+
+def best_metric(client, run_id: str, key: str) -> float:
+    """Highest value of an MLflow metric over a run's epochs (NaN when never logged)."""
+    history = client.get_metric_history(run_id, key)
+    return max((m.value for m in history), default=float("nan"))
+
+
 def linear_probe_cell(parser) -> dict:
     """Fit the teacher linear probe on the cell's training items and score it on the test split."""
     import numpy as np
@@ -167,17 +202,34 @@ def linear_probe_cell(parser) -> dict:
     with torch.no_grad():
         probs = torch.softmax(probe.logits(torch.from_numpy(features).to(device)), 1).cpu().numpy()
     teacher = parser.get_parsed_content("teacher_net")
-    return {**score(probs, labels, num_classes), "params": sum(p.numel() for p in teacher.parameters()) + probe.linear.weight.numel(),
-            "latency_ms": float("nan")}
+    metrics = score(probs, labels, num_classes)
+    return {**metrics, "params": sum(p.numel() for p in teacher.parameters()) + probe.linear.weight.numel(),
+            "latency_ms": float("nan"), "teacher_accuracy": metrics["accuracy"]}
+
+
+def task_name(parser) -> str:
+    """``<task>[_<label_set>]_<spatial_dims>d``, e.g. ``colin27_aal_lobe_2d``."""
+    label_set = parser.get_parsed_content("label_set")
+    dims = parser.get_parsed_content("spatial_dims")
+    return "_".join(str(p) for p in (parser.get_parsed_content("task"), label_set) if p) + f"_{dims}d"
+
+
+def interval95(diffs: list[float]) -> float:
+    """Half-width of the 95 % t-interval of the mean of ``diffs`` (0 for a single value)."""
+    if len(diffs) < 2:
+        return 0.0
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5)
 
 
 def paired_differences(rows: list[dict], reference: str = "rd") -> str:
-    """Markdown table: ``reference`` minus each method, accuracy points, mean +- std over seeds
-    that both ran (paired by seed and label fraction)."""
+    """Markdown table: ``reference`` minus each method, accuracy points, mean and 95 % interval
+    (t) over the seeds that both ran (paired by seed and label fraction)."""
     fractions = sorted({r["label_fraction"] for r in rows})
     by_cell = {(r["method"], r["seed"], r["label_fraction"]): 100 * r["accuracy"] for r in rows}
     others = [m for m in dict.fromkeys(r["method"] for r in rows) if m != reference]
-    lines = [f"| {reference} minus | " + " | ".join(f"{f:g} labels (accuracy points)" for f in fractions) + " |",
+    lines = [f"| {reference} minus | " + " | ".join(f"{f:g} labels (accuracy points, 95 % CI)" for f in fractions) + " |",
              "|---|" + "---|" * len(fractions)]
     for method in others:
         cells = []
@@ -187,8 +239,8 @@ def paired_differences(rows: list[dict], reference: str = "rd") -> str:
             if not diffs:
                 cells.append("-")
                 continue
-            std = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
-            cells.append(f"{statistics.mean(diffs):+.1f} ± {std:.1f} (n={len(diffs)})")
+            mean, half = statistics.mean(diffs), interval95(diffs)
+            cells.append(f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}] (n={len(diffs)})")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -199,10 +251,13 @@ def read_rows(paths: list[Path]) -> list[dict]:
     for path in paths:
         with open(path, newline="") as handle:
             for row in csv.DictReader(handle):
-                for key in ("seed", "n_train", "params"):
-                    row[key] = int(float(row[key]))
-                for key in ("label_fraction", "accuracy", "macro_f1", "auc", "latency_ms"):
-                    row[key] = float(row[key])
+                # older grids have no task, n_labeled / n_unlabeled or teacher-branch columns
+                row.setdefault("task", "")
+                for key in ("seed", "n_train", "n_labeled", "n_unlabeled", "params"):
+                    if row.get(key) not in (None, ""):
+                        row[key] = int(float(row[key]))
+                for key in ("label_fraction", *FLOAT_COLUMNS):
+                    row[key] = float(row[key]) if row.get(key) not in (None, "") else float("nan")
                 rows.append(row)
     cells = [(r["method"], r["seed"], r["label_fraction"]) for r in rows]
     repeated = sorted({c for c in cells if cells.count(c) > 1})
@@ -211,12 +266,18 @@ def read_rows(paths: list[Path]) -> list[dict]:
     return rows
 
 
-def write_outputs(rows: list[dict], out: Path, title: str) -> str:
-    """``results.csv``, ``results.md`` (means and, when RD ran, paired differences) and ``results.png``."""
-    with open(out / "results.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+def write_csv(rows: list[dict], path: Path) -> None:
+    """One row per cell; the columns are the union over rows (merged grids may differ)."""
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def write_outputs(rows: list[dict], out: Path, title: str) -> str:
+    """``results.csv``, ``results.md`` (means and, when RD ran, paired differences) and ``results.png``."""
+    write_csv(rows, out / "results.csv")
     table = summarise(rows, out)
     if any(r["method"] == "rd" for r in rows) and len({r["method"] for r in rows}) > 1:
         table += "\nPaired by seed:\n\n" + paired_differences(rows)
@@ -229,7 +290,7 @@ def summarise(rows: list[dict], out: Path) -> str:
     """Markdown table: mean +- std of accuracy, macro-F1 and AUC per method and label fraction."""
     fractions = sorted({r["label_fraction"] for r in rows})
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    lines = ["| method | " + " | ".join(f"{f:g} labels: acc / F1 / AUC" for f in fractions) + " |",
+    lines = ["| method | " + " | ".join(f"{f:g} labels: acc / F1 / AUC [/ teacher branch acc]" for f in fractions) + " |",
              "|---|" + "---|" * len(fractions)]
     for method in methods:
         cells = []
@@ -243,6 +304,9 @@ def summarise(rows: list[dict], out: Path) -> str:
                 values = [100 * r[key] for r in group]
                 std = statistics.stdev(values) if len(values) > 1 else 0.0
                 parts.append(f"{statistics.mean(values):.1f} ± {std:.1f}")
+            teacher = [100 * r["teacher_accuracy"] for r in group if r.get("teacher_accuracy") == r.get("teacher_accuracy")]
+            if teacher and method != "linear_probe":
+                parts.append(f"teacher branch {statistics.mean(teacher):.1f}")
             cells.append(" / ".join(parts) + f" (n={len(group)})")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -306,23 +370,30 @@ def main(argv: list[str] | None = None) -> int:
                                              {"method": method, "seed": seed, "label_fraction": fraction}.items()])
         else:
             ckpt = run_cell(args, method, seed, fraction, cell, common)
-            metrics = evaluate_student(ckpt / "model.ts", test_items(parser), num_classes)
+            items = test_items(parser)
+            metrics = evaluate_student(ckpt / "model.ts", items, num_classes)
+            metrics["teacher_accuracy"] = teacher_branch_test_accuracy(parser, ckpt, items)
             exp = client.get_experiment_by_name(experiment)
             run_id = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{cell}'")[0].info.run_id
-        for key in ("accuracy", "macro_f1", "auc", "latency_ms"):
+            metrics["teacher_val_accuracy"] = best_metric(client, run_id, "teacher_val_accuracy")
+        for key in ("accuracy", "macro_f1", "auc", "latency_ms", "teacher_accuracy"):
             if metrics[key] == metrics[key]:  # skip NaN
                 client.log_metric(run_id, f"test_{key}", metrics[key])
         if method == "linear_probe":
             client.set_terminated(run_id, "FINISHED")
-        n_train = len(parser.get_parsed_content("train#files"))
-        row = {"bundle": args.bundle, "method": method, "seed": seed, "label_fraction": fraction, "n_train": n_train,
-               **metrics, "run_id": run_id}
+        from rd_components.data import labeled_items
+
+        files = parser.get_parsed_content("train#files")
+        n_labeled = len(labeled_items(files))
+        row = {"bundle": args.bundle, "task": task_name(parser), "method": method, "seed": seed, "label_fraction": fraction,
+               "n_labeled": n_labeled, "n_unlabeled": len(files) - n_labeled, "accuracy": metrics["accuracy"],
+               "macro_f1": metrics["macro_f1"], "auc": metrics["auc"],
+               "teacher_accuracy": metrics["teacher_accuracy"],
+               "teacher_val_accuracy": metrics.get("teacher_val_accuracy", float("nan")),
+               "params": metrics["params"], "latency_ms": metrics["latency_ms"], "run_id": run_id}
         rows.append(row)
         print(f"    accuracy {metrics['accuracy']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  AUC {metrics['auc']:.3f}", flush=True)
-        with open(args.out / "results.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(rows, args.out / "results.csv")
 
     table = write_outputs(rows, args.out, f"Test split, mean ± std over seeds {args.seeds}; bundle {args.bundle}.")
     print(table)

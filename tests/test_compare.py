@@ -30,7 +30,11 @@ def test_compare_tiny(tmp_path):
     assert [r["method"] for r in rows] == ["student", "rd", "linear_probe"]
     for row in rows:
         assert 0.0 <= float(row["accuracy"]) <= 1.0 and 0.0 <= float(row["macro_f1"]) <= 1.0
-        assert int(row["n_train"]) == 18
+        assert int(row["n_labeled"]) == 18 and int(row["n_unlabeled"]) == 0
+        assert row["task"] == "mni152_tissue_2d"
+    # the teacher branch is scored on test for RD (reprogrammer) and the probe, not the student
+    assert 0.0 <= float(rows[1]["teacher_accuracy"]) <= 1.0 and 0.0 <= float(rows[1]["teacher_val_accuracy"]) <= 1.0
+    assert rows[0]["teacher_accuracy"] in ("", "nan") and rows[2]["teacher_accuracy"] == rows[2]["accuracy"]
     assert float(rows[0]["params"]) == float(rows[1]["params"])  # same student for every method
     assert "| rd |" in (out / "results.md").read_text() and (out / "results.png").stat().st_size > 0
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
@@ -55,8 +59,8 @@ def test_merge_results_and_paired_differences(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     table = (out / "results.md").read_text()
     assert "| rd | 62.5 ± 10.6" in table
-    # rd - student per seed: +5 and +10 points; rd - kd: +15 and +25
-    assert "| student | +7.5 ± 3.5 (n=2) |" in table and "| kd | +20.0 ± 7.1 (n=2) |" in table
+    # rd - student per seed: +5 and +10 points; rd - kd: +15 and +25; 95 % t-intervals (1 dof: t = 12.706)
+    assert "| student | +7.5 [-24.3, +39.3] (n=2) |" in table and "| kd | +20.0 [-43.5, +83.5] (n=2) |" in table
     assert "| student | 55.0 ± 7.1 / 50.0 ± 0.0 / 70.0 ± 0.0 (n=2) | - |" in table  # no student cell at 100 %
     assert len(list(csv.DictReader(open(out / "results.csv")))) == 7 and (out / "results.png").stat().st_size > 0
     again = subprocess.run(cmd[:-4] + [str(first), str(first), "--out", str(out)], capture_output=True, text=True, timeout=300)

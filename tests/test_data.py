@@ -21,7 +21,12 @@ from rd_components.data import (
     classification_transforms,
     ensure_dataset,
     has_random_transforms,
+    UNLABELED,
+    BadInputError,
+    LabeledRatioBatchSampler,
+    labeled_items,
     load_datalist,
+    preflight_items,
     read_datalist,
     subsample_training,
 )
@@ -201,12 +206,72 @@ def test_subsample_training_stratified():
         subsample_training(dl, 0.0, 0)
 
 
-def test_load_datalist_fraction(mni):
+def test_load_datalist_fraction_hides_labels_keeps_images(mni):
     path = mni["paths"][(2, "nifti")]
+    full = load_datalist(path, "training")
     sub = load_datalist(path, "training", fraction=0.34, seed=0)
+    # every image stays; a stratified third keeps its label, the rest are UNLABELED
+    assert [it["image"] for it in sub] == [it["image"] for it in full]
     assert class_counts(sub) == {0: 1, 1: 1, 2: 1} and all(os.path.isabs(it["image"]) for it in sub)
+    assert sum(it["label"] == UNLABELED for it in sub) == len(full) - 3
+    kept = {it["id"] for it in labeled_items(sub)}
+    assert all(it["label"] == ref["label"] for it, ref in zip(sub, full) if it["id"] in kept)
     with pytest.raises(ValueError):
         load_datalist(path, "test", fraction=0.5)
+
+
+def test_load_datalist_unlabeled_list_and_folder(mni, tmp_path):
+    import shutil
+
+    source = mni["paths"][(2, "nifti")]
+    dl = read_datalist(source)
+    folder = tmp_path / "own"
+    folder.mkdir()
+    for it in dl["test"][:2]:  # the user's own unlabelled images
+        shutil.copy(source.parent / it["image"], folder / Path(it["image"]).name)
+    dl["unlabeled"] = [{"image": str(source.parent / it["image"])} for it in dl["validation"][:3]]
+    path = tmp_path / "datalist.json"
+    path.write_text(json.dumps(dl))
+    items = load_datalist(path, "training", unlabeled_dir=folder, spatial_dims=2)
+    assert len(items) == len(dl["training"]) + 3 + 2
+    extra = items[len(dl["training"]):]
+    assert all(it["label"] == UNLABELED and it["id"] for it in extra)
+    assert len({it["id"] for it in extra}) == 5  # the feature cache needs distinct ids
+    assert len(load_datalist(path, "training", unlabeled=False)) == len(dl["training"])
+    with pytest.raises(ValueError, match="spatial_dims"):
+        load_datalist(path, "training", unlabeled_dir=folder)
+
+
+def test_preflight_accepts_unlabeled_training_items_only(mni):
+    path = mni["paths"][(2, "nifti")]
+    transform = classification_transforms(2, (16, 16), "nifti")
+    items = load_datalist(path, "training", fraction=0.34, seed=0)
+    good = preflight_items(items, transform, 2, 3, progress=False)
+    assert len(good) == len(items)
+    with pytest.raises(BadInputError, match="out of range"):
+        preflight_items(items, transform, 2, 3, split="validation", progress=False)
+
+
+def test_labeled_ratio_batch_sampler():
+    labels = [0, 1, 2, 3] + [UNLABELED] * 60
+    sampler = LabeledRatioBatchSampler(labels, 8, labeled_ratio=0.5, drop_last=True)
+    torch.manual_seed(0)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 8  # len(items) / batch: the same steps at any ratio
+    for batch in batches:
+        assert len(batch) == 8 and sum(labels[i] >= 0 for i in batch) == 4
+    unlabelled_seen = [i for b in batches for i in b if labels[i] < 0]
+    assert len(set(unlabelled_seen)) == len(unlabelled_seen) == 32  # no repeat within a pass
+    torch.manual_seed(0)
+    assert list(sampler) == batches  # seeded by torch's global RNG (set_determinism, resume)
+    natural = LabeledRatioBatchSampler(labels, 8, labeled_ratio=None, drop_last=False)
+    assert sorted(i for b in natural for i in b) == list(range(64))
+    only_labelled = LabeledRatioBatchSampler(labels, 8, labeled_ratio=1.0)
+    assert all(labels[i] >= 0 for b in only_labelled for i in b) and len(only_labelled) == 8
+    all_labelled = LabeledRatioBatchSampler([0, 1] * 5, 4, labeled_ratio=0.25)
+    assert sum(len(b) for b in all_labelled) == 10  # no unlabelled pool: plain batches
+    with pytest.raises(ValueError):
+        LabeledRatioBatchSampler(labels, 8, labeled_ratio=1.5)
 
 
 def _source_crop(vol: np.ndarray, centre, p: int, dims: int) -> np.ndarray:

@@ -540,3 +540,54 @@ def test_rd_loss_hint_term_trains_its_projection():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in loss_fn.parameters())
     with pytest.raises(ValueError, match="hint_features"):
         RDLoss(hint_weight=1.0)
+
+
+def test_rd_loss_cross_entropy_skips_unlabelled_items():
+    torch.manual_seed(0)
+    s_logits, t_logits = torch.randn(6, 4, requires_grad=True), torch.randn(6, 4, requires_grad=True)
+    s_feat, t_feat = torch.randn(6, 8), torch.randn(6, 8)
+    labels = torch.tensor([2, -1, 0, -1, -1, 3])
+    out = RDLoss()(s_logits, t_logits, s_feat, t_feat, labels)
+    known = labels >= 0
+    assert torch.allclose(out["ce_student"], F.cross_entropy(s_logits[known], labels[known]))
+    assert torch.allclose(out["ce_teacher"], F.cross_entropy(t_logits[known], labels[known]))
+    # KD and CKA use every item, labelled or not
+    assert torch.allclose(out["kd"], KDLoss(4.0)(s_logits, t_logits.detach()))
+    assert torch.allclose(out["cka"], CKALoss()(t_feat, s_feat))
+    # unlabelled rows get gradient from KD only; a batch without labels is fine
+    none = RDLoss(kd_weight=0.0, cka_weight=0.0)(s_logits, t_logits, s_feat, t_feat, torch.full((6,), -1))
+    assert none["ce_student"].item() == 0.0 and none["loss"].item() == 0.0
+    none["loss"].backward()
+    assert torch.count_nonzero(s_logits.grad) == 0
+
+
+def test_rd_loss_distill_scale_scales_distillation_terms_only():
+    torch.manual_seed(1)
+    args = (torch.randn(8, 3), torch.randn(8, 3), torch.randn(8, 5), torch.randn(8, 5), torch.randint(0, 3, (8,)))
+    loss = RDLoss(hint_weight=0.0)
+    full = loss(*args)
+    loss.distill_scale = 0.25
+    scaled = loss(*args)
+    ce = full["ce_teacher"] + full["ce_student"]
+    assert torch.allclose(scaled["loss"], ce + 0.25 * (full["kd"] + full["cka"]))
+    loss.distill_scale = 0.0
+    assert torch.allclose(loss(*args)["loss"], ce)
+
+
+def test_distillation_schedule_shapes_and_handler():
+    from ignite.engine import Engine
+
+    from rd_components.handlers import DistillationSchedule, distill_scale
+
+    assert distill_scale(0.0, "warmup", 0.2) == 0.0 and distill_scale(0.1, "warmup", 0.2) == pytest.approx(0.5)
+    assert distill_scale(0.5, "warmup", 0.2) == 1.0 and distill_scale(0.3, "warmup", 0.0) == 1.0
+    assert distill_scale(0.25, "decay") == pytest.approx(0.75) and distill_scale(0.9, "constant") == 1.0
+    with pytest.raises(ValueError):
+        distill_scale(0.5, "cosine")
+    loss = RDLoss()
+    seen = []
+    engine = Engine(lambda e, b: seen.append(loss.distill_scale))
+    DistillationSchedule(loss, "warmup", 0.5).attach(engine)
+    engine.run(range(5), max_epochs=2)  # 10 iterations, ramp over the first 5
+    assert seen == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0])
+    assert engine.state.metrics["distill_scale"] == 1.0

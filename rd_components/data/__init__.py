@@ -6,7 +6,19 @@ Debian's ``mricron-data``). Each is written as NIfTI or DICOM with a decathlon-s
 """
 
 from .build import DATA_VERSION, FORMATS, build_dataset, dataset_name, ensure_dataset
-from .datalist import class_counts, load_datalist, read_datalist, stratified_indices, subsample_training
+from .datalist import (
+    UNLABELED,
+    class_counts,
+    hide_labels,
+    is_labeled,
+    labeled_items,
+    load_datalist,
+    read_datalist,
+    stratified_indices,
+    subsample_training,
+    unlabeled_folder_items,
+)
+from .mixing import LabeledRatioBatchSampler, labeled_ratio_sampler
 from .inference import SafeInferenceDataset, find_inputs
 from .tasks import LABEL_SETS, TASKS
 from .preflight import BadInputError, describe_error, preflight_items
@@ -14,6 +26,13 @@ from .transforms import SqueezeSingletonSpatiald, augmentation_transforms, class
 from .views import FixedViewsd, flip_view_axes
 
 __all__ = [
+    "UNLABELED",
+    "hide_labels",
+    "is_labeled",
+    "labeled_items",
+    "unlabeled_folder_items",
+    "LabeledRatioBatchSampler",
+    "labeled_ratio_sampler",
     "BadInputError",
     "FixedViewsd",
     "flip_view_axes",

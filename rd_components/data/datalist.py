@@ -11,7 +11,22 @@ from collections.abc import Sequence
 
 from .sampling import split_rng
 
-__all__ = ["load_datalist", "read_datalist", "subsample_training", "stratified_indices", "class_counts"]
+__all__ = [
+    "UNLABELED",
+    "load_datalist",
+    "read_datalist",
+    "subsample_training",
+    "stratified_indices",
+    "class_counts",
+    "hide_labels",
+    "is_labeled",
+    "labeled_items",
+    "unlabeled_folder_items",
+]
+
+#: label value of an item whose label is hidden (label-scarce training) or unknown (unlabelled
+#: images); the cross-entropy terms skip such items, the distillation terms use them
+UNLABELED = -1
 
 _ALIASES = {"train": "training", "val": "validation", "valid": "validation", "testing": "test"}
 
@@ -65,32 +80,101 @@ def subsample_training(datalist: dict, fraction: float, seed: int) -> dict:
     return out
 
 
-def load_datalist(path: str | os.PathLike, split: str = "training", fraction: float = 1.0, seed: int = 0) -> list[dict]:
+def is_labeled(item: dict) -> bool:
+    """True when ``item`` carries a class label (not :data:`UNLABELED`, not missing)."""
+    label = item.get("label")
+    return label is not None and int(label) != UNLABELED
+
+
+def labeled_items(items: Sequence[dict]) -> list[dict]:
+    """The items of ``items`` that carry a label (for fits that need one, e.g. a linear probe)."""
+    return [it for it in items if is_labeled(it)]
+
+
+def hide_labels(items: Sequence[dict], fraction: float, seed: int) -> list[dict]:
+    """Copies of ``items`` in which only a stratified ``fraction`` keeps its label.
+
+    Every image stays; the others get ``label = UNLABELED``. Which items keep their label is
+    :func:`stratified_indices` over the items that are labelled on input (nested across
+    fractions for one seed); items already unlabelled stay so.
+    """
+    out = [dict(it) for it in items]
+    labelled = [i for i, it in enumerate(out) if is_labeled(it)]
+    if fraction != 1.0:
+        keep = {labelled[k] for k in stratified_indices([out[i]["label"] for i in labelled], fraction, seed)}
+        for i in labelled:
+            if i not in keep:
+                out[i]["label"] = UNLABELED
+    return out
+
+
+def unlabeled_folder_items(folder: str | os.PathLike, spatial_dims: int) -> list[dict]:
+    """Training items for a folder of the user's own unlabelled DICOM / NIfTI images.
+
+    Found as the inference bundle finds its inputs (a NIfTI file is one item; in 3D a folder of
+    DICOM files is one series), each with ``label = UNLABELED`` and an ``id`` made from its path
+    relative to ``folder`` so that the teacher feature cache covers it.
+    """
+    from .inference import find_inputs
+
+    return [{"image": it["image"], "label": UNLABELED, "id": "unlabeled/" + it["file"]}
+            for it in find_inputs(folder, spatial_dims)]
+
+
+def load_datalist(
+    path: str | os.PathLike,
+    split: str = "training",
+    fraction: float = 1.0,
+    seed: int = 0,
+    unlabeled: bool = True,
+    unlabeled_dir: str | os.PathLike | None = None,
+    spatial_dims: int | None = None,
+) -> list[dict]:
     """Items of one split with absolute image paths (thin wrapper of MONAI's loader).
+
+    Label-scarce training keeps every image and hides labels: with ``fraction < 1`` a
+    stratified, seeded share of the training items keeps its label (:func:`hide_labels`), the
+    rest get ``label = UNLABELED`` (-1). The cross-entropy terms skip unlabelled items; the
+    distillation terms learn from them. That is the setting RD is for: few labels, many images.
 
     Args:
         path: ``datalist.json``; relative image paths resolve against its folder.
         split: ``"training"``, ``"validation"`` or ``"test"`` (``train``/``val`` accepted).
-        fraction: for ``"training"``, keep a stratified subset (see :func:`subsample_training`).
-        seed: subset seed.
+        fraction: for ``"training"``, the share of labels kept (stratified; at least one per class).
+        seed: label subset seed.
+        unlabeled: for ``"training"``, also add the datalist's ``"unlabeled"`` list (decathlon
+            style items with an ``image`` and no ``label``).
+        unlabeled_dir: for ``"training"``, also add every image of this folder, unlabelled
+            (needs ``spatial_dims``).
+        spatial_dims: 2 or 3, for ``unlabeled_dir``.
 
     Returns:
-        ``[{"image": abs path, "label": int, "id": str, ...}, ...]``
+        ``[{"image": abs path, "label": int (UNLABELED if hidden), "id": str, ...}, ...]``:
+        the split's items in datalist order, then the unlabelled ones.
     """
     from monai.data import load_decathlon_datalist
 
     key = _ALIASES.get(split, split)
     items = load_decathlon_datalist(path, is_segmentation=False, data_list_key=key)
-    if fraction != 1.0:
-        if key != "training":
-            raise ValueError("fraction applies to the training split only; validation and test stay whole")
-        items = [items[i] for i in stratified_indices([it["label"] for it in items], fraction, seed)]
+    if key != "training":
+        if fraction != 1.0 or unlabeled_dir:
+            raise ValueError("fraction and unlabeled_dir apply to the training split only; validation and test stay whole")
+        return items
+    items = hide_labels(items, fraction, seed)
+    if unlabeled and "unlabeled" in read_datalist(path):
+        extra = load_decathlon_datalist(path, is_segmentation=False, data_list_key="unlabeled")
+        items += [{**it, "label": UNLABELED, "id": str(it.get("id") or "unlabeled/" + os.path.basename(str(it["image"])))}
+                  for it in extra]
+    if unlabeled_dir:
+        if spatial_dims is None:
+            raise ValueError("unlabeled_dir needs spatial_dims (2 or 3)")
+        items += unlabeled_folder_items(unlabeled_dir, spatial_dims)
     return items
 
 
 def class_counts(items: Sequence[dict]) -> dict[int, int]:
-    """``{label: count}`` sorted by label."""
-    return dict(sorted(Counter(it["label"] for it in items).items()))
+    """``{label: count}`` of the labelled items, sorted by label."""
+    return dict(sorted(Counter(it["label"] for it in items if is_labeled(it)).items()))
 
 
 def read_datalist(path: str | os.PathLike) -> dict:

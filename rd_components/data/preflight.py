@@ -10,6 +10,8 @@ import torch
 from monai.utils import convert_to_tensor
 from tqdm.auto import tqdm
 
+from .datalist import UNLABELED
+
 __all__ = ["BadInputError", "preflight_items", "describe_error"]
 
 logger = logging.getLogger(__name__)
@@ -33,13 +35,16 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[:300]}"
 
 
-def _check(item: dict, transform: Callable, spatial_dims: int, num_classes: int, image_key: str, label_key: str) -> dict:
+def _check(item: dict, transform: Callable, spatial_dims: int, num_classes: int, image_key: str, label_key: str,
+           allow_unlabeled: bool) -> dict:
     if label_key not in item or item[label_key] is None:
         raise ValueError(f"missing '{label_key}'")
     label = item[label_key]
     if isinstance(label, bool) or not isinstance(label, (int, float)) or float(label) != int(label):
         raise ValueError(f"label {label!r} is not a class index")
-    if not 0 <= int(label) < num_classes:
+    if allow_unlabeled and int(label) == UNLABELED:
+        pass
+    elif not 0 <= int(label) < num_classes:
         raise ValueError(f"label {int(label)} out of range 0..{num_classes - 1}")
     out = transform(dict(item))
     image = convert_to_tensor(out[image_key], track_meta=False)
@@ -60,6 +65,7 @@ def preflight_items(
     image_key: str = "image",
     label_key: str = "label",
     progress: bool = True,
+    allow_unlabeled: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Load and check every item once; return the preprocessed items (ready to cache).
 
@@ -75,6 +81,8 @@ def preflight_items(
         num_classes: number of classes.
         on_bad_input: ``"error"`` or ``"skip"``.
         split: split name for messages.
+        allow_unlabeled: accept ``label == UNLABELED`` (-1; label-scarce training and
+            unlabelled images); default: for the ``"training"`` split only.
 
     Returns:
         the transformed good items, in order (``image`` ``(1, *spatial)``).
@@ -83,11 +91,13 @@ def preflight_items(
         raise ValueError(f"on_bad_input must be one of {POLICIES}, got {on_bad_input!r}")
     if not items:
         raise BadInputError(f"The {split} split of the datalist is empty.")
+    if allow_unlabeled is None:
+        allow_unlabeled = split == "training"
     good, bad = [], []
     # disable=None: no bar when stderr is not a terminal
     for item in tqdm(items, desc=f"checking {split} data", disable=None if progress else True, leave=False):
         try:
-            good.append(_check(item, transform, spatial_dims, num_classes, image_key, label_key))
+            good.append(_check(item, transform, spatial_dims, num_classes, image_key, label_key, allow_unlabeled))
         except Exception as error:  # every bad item is reported, with its file
             bad.append(f"{item.get(image_key, '<no image key>')}: {describe_error(error)}")
     if bad and on_bad_input == "error":

@@ -40,7 +40,8 @@ def fit_linear_probe(teacher: torch.nn.Module, items: Sequence[dict], num_classe
 
     Args:
         teacher: frozen teacher or :class:`TeacherFeatureSource`.
-        items: preprocessed training items ``{"image": (1, *spatial), "label": int, "id": ...}``.
+        items: preprocessed training items ``{"image": (1, *spatial), "label": int, "id": ...}``;
+            unlabelled ones (``label == -1``) are left out.
         num_classes: ``K``; classes absent from ``items`` get a bias of -1e4.
         c: inverse L2 regularisation strength (scikit-learn's ``C``).
 
@@ -49,6 +50,12 @@ def fit_linear_probe(teacher: torch.nn.Module, items: Sequence[dict], num_classe
     """
     from sklearn.linear_model import LogisticRegression
 
+    from ..data.datalist import labeled_items
+
+    # label-scarce training lists unlabelled items too (label -1): the probe needs labels
+    items = labeled_items(items)
+    if not items:
+        raise ValueError("fit_linear_probe: no labelled training item.")
     x, y = extract_pooled_features(teacher, items, device, batch_size)
     mean, std = x.mean(0), x.std(0) + 1e-6
     model = LogisticRegression(C=c, max_iter=2000)

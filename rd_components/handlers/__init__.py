@@ -1,6 +1,7 @@
 """Handlers: teacher feature cache, progress, reports and plots, export, MLflow registry."""
 
 from .csv_writer import PredictionCSVWriter
+from .distill_schedule import DistillationSchedule, distill_scale
 from .export import StudentExportHandler, export_torchscript
 from .feature_cache import TeacherFeatureCache
 from .metrics import stacked_output
@@ -11,6 +12,8 @@ from .resume import ResumableCheckpoint, read_resume_checkpoint, resumed_run_nam
 from .report import EvaluationReportHandler, TrainingReportHandler, plot_confusion_matrix, plot_training_curves
 
 __all__ = [
+    "DistillationSchedule",
+    "distill_scale",
     "EvaluationReportHandler",
     "MLflowRegistryHandler",
     "PredictionCSVWriter",

@@ -19,6 +19,15 @@ __all__ = ["MLflowRegistryHandler"]
 logger = logging.getLogger(__name__)
 
 
+def student_requirements() -> list[str]:
+    """Pip requirements of the logged student: the pickled ``nn.Module`` needs torch (the
+    version it was saved with, without a local ``+cpu`` / ``+cu121`` label), numpy and cloudpickle."""
+    from importlib.metadata import version
+
+    return [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={version('numpy')}",
+            f"cloudpickle=={version('cloudpickle')}"]
+
+
 class MLflowRegistryHandler:
     """Companion of MONAI's ``MLFlowHandler`` for the end of a training run.
 
@@ -88,6 +97,9 @@ class MLflowRegistryHandler:
                 input_example=example,
                 registered_model_name=self.registered_model_name,
                 serialization_format="pickle",
+                # stated, not inferred: MLflow's inference imports the model in a subprocess
+                # (about 20 s per run on 2 CPU cores) to find what the student needs
+                pip_requirements=student_requirements(),
             )
         self.model_uri = info.model_uri
         self.model_version = None if info.registered_model_version is None else str(info.registered_model_version)

@@ -11,13 +11,18 @@ from torch import nn
 from rd_components.losses.cka import CKALoss, autocast_disabled
 from rd_components.losses.distillation import HintLoss, KDLoss
 
+#: label of an item without a label (mirrors ``rd_components.data.UNLABELED``; losses sit below data)
+UNLABELED = -1
+
 __all__ = ["RDLoss"]
 
 TERMS = ("ce_teacher", "ce_student", "kd", "cka", "hint")
+#: the terms that need no label, scaled by ``RDLoss.distill_scale``
+DISTILL_TERMS = ("kd", "cka", "hint")
 
 
 class RDLoss(nn.Module):
-    """Reprogramming Distillation loss (Zhou et al., MICCAI 2024), returning a dict of terms.
+    """Reprogramming Distillation loss (Li et al., MICCAI 2024), returning a dict of terms.
 
     ``L = w_ce_T * CE(g(z_T), y) + w_ce_S * CE(g(z_S), y)
     + w_kd * tau^2 * KL(softmax(g(z_T) / tau) || softmax(g(z_S) / tau))
@@ -44,6 +49,13 @@ class RDLoss(nn.Module):
         cka_kernel: ``"linear"`` or ``"rbf"``.
         cka_unbiased: unbiased HSIC (batch of at least 4; otherwise at least 2).
         label_smoothing: label smoothing of both cross-entropies.
+
+    Labels may be ``-1`` (unlabelled item): the cross-entropy terms average over the labelled
+    items of the batch only, while KD, CKA and hint use every item. This is how RD learns from
+    unlabelled images.
+
+    ``distill_scale`` (an attribute, default 1) multiplies the KD, CKA and hint weights; a
+    :class:`~rd_components.handlers.DistillationSchedule` sets it per iteration (warm-up).
 
     Terms with weight 0 are computed without gradient and still reported, so a baseline run
     logs the same quantities as RD. Inputs that only zero-weight terms need may be ``None``,
@@ -81,6 +93,7 @@ class RDLoss(nn.Module):
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"RDLoss: label_smoothing must be in [0, 1), got {label_smoothing}.")
         self.detach_teacher = detach_teacher
+        self.distill_scale = 1.0
         self.label_smoothing = float(label_smoothing)
         self.kd_loss = KDLoss(temperature=temperature, reduction="batchmean")
         self.cka_loss = CKALoss(kernel=cka_kernel, unbiased=cka_unbiased)
@@ -131,7 +144,7 @@ class RDLoss(nn.Module):
         out: Dict[str, torch.Tensor] = {}
         total: Optional[torch.Tensor] = None
         for name in TERMS:
-            weight = self.weights[name]
+            weight = self.weights[name] * (self.distill_scale if name in DISTILL_TERMS else 1.0)
             missing = [i for i, t in enumerate(needs[name]) if t is None]
             if weight > 0:
                 if missing:
@@ -145,15 +158,24 @@ class RDLoss(nn.Module):
                 continue
             with torch.no_grad():
                 out[name] = term_fns[name]()
-        assert total is not None  # __init__ guarantees a positive weight
+        if total is None:  # only distillation terms, scaled to 0 at the start of a warm-up
+            total = 0.0 * student_logits.float().sum()
         out["loss"] = total
         return out
 
     def _cross_entropy(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy in float32 of logits ``(B, C)`` against labels (see :meth:`forward`)."""
+        """Cross-entropy in float32 of logits ``(B, C)`` against labels (see :meth:`forward`).
+
+        Items labelled ``UNLABELED`` (-1) are skipped: the mean runs over the labelled items of
+        the batch, and a batch without any gives 0 (with a graph, so backward still works).
+        """
         target = _as_target(labels, logits)
         with autocast_disabled(logits.device.type):
-            return F.cross_entropy(logits.float(), target, label_smoothing=self.label_smoothing)
+            if target.ndim == 2:  # class probabilities
+                return F.cross_entropy(logits.float(), target, label_smoothing=self.label_smoothing)
+            total = F.cross_entropy(logits.float(), target, ignore_index=UNLABELED, reduction="sum",
+                                    label_smoothing=self.label_smoothing)
+            return total / (target != UNLABELED).sum().clamp_min(1)
 
     def extra_repr(self) -> str:
         weights = ", ".join(f"{k}_weight={v}" for k, v in self.weights.items())

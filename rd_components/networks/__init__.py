@@ -4,11 +4,13 @@ from .classifier import SharedClassifier
 from .deployable import DeployableStudent
 from .lora import LoRAClassifier, pointwise_layer_names
 from .reprogrammer import Reprogrammer
-from .teacher_heads import LinearProbe, PooledFeatures
+from .teacher_heads import FlippedViewTeacher, LinearProbe, PooledFeatures, SoftTargets
 from .students import StudentFeatures, TinyCNN, create_student, list_students
 
 __all__ = [
     "DeployableStudent",
+    "FlippedViewTeacher",
+    "SoftTargets",
     "LinearProbe",
     "LoRAClassifier",
     "PooledFeatures",

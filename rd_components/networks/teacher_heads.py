@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["PooledFeatures", "LinearProbe"]
+__all__ = ["PooledFeatures", "LinearProbe", "SoftTargets", "FlippedViewTeacher"]
 
 
 def _pool(features: torch.Tensor) -> torch.Tensor:
@@ -64,3 +64,41 @@ class LinearProbe(nn.Module):
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(pooled features (B, C_T), logits (B, K))``."""
         return _pool(features), self.logits(features)
+
+
+class SoftTargets(nn.Module):
+    """Teacher-branch head for a teacher that already gives logits (the mean-teacher baseline).
+
+    Shapes:
+        ``(B, K)`` logits -> ``(features (B, K), logits (B, K))``, the same tensor twice.
+    """
+
+    def forward(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, logits)``: the KD term reads the second."""
+        return logits, logits
+
+
+class FlippedViewTeacher(nn.Module):
+    """A network (e.g. the EMA copy of the student) run on the other flip view of each image.
+
+    The teacher-free semi-supervised baseline (mean teacher, Tarvainen and Valpola 2017) asks
+    the student to agree with an exponential moving average of itself on a differently
+    augmented input; with the bundles' flip augmentation the other view is the mirrored image.
+
+    Args:
+        model: ``(B, C, *spatial) -> (B, K)`` logits, e.g. ``ignite.handlers.EMAHandler(...).ema_model``.
+        flip_axes: spatial axes flipped (0: the first spatial axis, left-right in the bundles).
+
+    Shapes:
+        ``(B, C, *spatial)`` -> ``(B, K)``.
+    """
+
+    def __init__(self, model: nn.Module, flip_axes: tuple[int, ...] = (0,)) -> None:
+        super().__init__()
+        self.model = model
+        self.flip_axes = tuple(2 + int(a) for a in flip_axes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of the flipped images ``(B, K)``."""
+        images = images.as_tensor() if hasattr(images, "as_tensor") else images  # MONAI MetaTensor -> plain
+        return self.model(torch.flip(images, self.flip_axes) if self.flip_axes else images)
