@@ -1,4 +1,4 @@
-"""Inference inputs: discover DICOM files, DICOM series folders and NIfTI files; never stop on a bad one."""
+"""Inference inputs: discover DICOM files (frame by frame), DICOM series folders and NIfTI files; never stop on a bad one."""
 
 from __future__ import annotations
 
@@ -11,31 +11,47 @@ import torch
 from monai.utils import convert_to_tensor
 from torch.utils.data import Dataset
 
+from .dicom import NoImageError, frame_count, is_nifti_path, read_dicom_header
 from .preflight import describe_error
-from .transforms import classification_transforms
+from .transforms import NOTES_KEY, classification_transforms
 
 __all__ = ["find_inputs", "SafeInferenceDataset"]
 
 logger = logging.getLogger(__name__)
 
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
-
 
 def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith(_NIFTI_SUFFIXES)
+    return is_nifti_path(path.name)
+
+
+def _frames(path: Path) -> int:
+    """Frames of a DICOM file; 1 for anything else (which then fails to load, with its reason)."""
+    try:
+        return frame_count(read_dicom_header(path))
+    except NoImageError:
+        return 1
+
+
+def _file_items(path: Path, root: Path, spatial_dims: int) -> list[dict]:
+    item = {"image": str(path), "file": str(path.relative_to(root)), "format": "dicom"}
+    frames = _frames(path) if spatial_dims == 2 else 1
+    if frames == 1:
+        return [item]
+    return [{**item, "frame": k} for k in range(frames)]
 
 
 def find_inputs(input_dir: str | os.PathLike, spatial_dims: int) -> list[dict]:
     """List inference items under ``input_dir``.
 
     NIfTI files are one item each. Other files are DICOM candidates: for a 2D model each file is
-    an item; for a 3D model a folder holding several non-NIfTI files is one DICOM series item
-    and a lone file is an item of its own. Nothing is opened here, so unreadable files show up
-    as items and are reported with their reason by :class:`SafeInferenceDataset`.
+    an item, and each frame of a multi-frame file is an item of its own (only the header is
+    read here, to count the frames); for a 3D model a folder holding several non-NIfTI files is
+    one DICOM series item and a lone file is an item of its own. Unreadable files show up as
+    items and are reported with their reason by :class:`SafeInferenceDataset`.
 
     Returns:
-        ``[{"image": path, "file": path relative to input_dir, "format": "nifti"|"dicom"}]``
-        sorted by ``file``.
+        ``[{"image": path, "file": path relative to input_dir, "format": "nifti"|"dicom",
+        "frame": 0-based index (multi-frame files only)}]`` sorted by ``file`` then frame.
     """
     root = Path(input_dir)
     if not root.is_dir():
@@ -48,10 +64,11 @@ def find_inputs(input_dir: str | os.PathLike, spatial_dims: int) -> list[dict]:
         if spatial_dims == 3 and len(others) > 1:
             items.append({"image": folder, "file": str(Path(folder).relative_to(root)) + os.sep, "format": "dicom"})
         else:
-            items += [{"image": str(f), "file": str(f.relative_to(root)), "format": "dicom"} for f in others]
+            for f in others:
+                items += _file_items(f, root, spatial_dims)
     if not items:
         raise ValueError(f"No input files found under {root}.")
-    return sorted(items, key=lambda item: item["file"])
+    return sorted(items, key=lambda item: (item["file"], item.get("frame", 0)))
 
 
 class SafeInferenceDataset(Dataset):
@@ -59,8 +76,10 @@ class SafeInferenceDataset(Dataset):
 
     A failing item (unreadable or corrupt DICOM, non-image file, NaN/Inf voxels, wrong
     dimensionality) yields a zero image of the expected shape and ``error`` set to one line
-    naming the reason, so batches still collate, the other items are predicted, and the
-    writer lists the failure. Each failure is also logged once with the file name.
+    naming the reason in plain words, so batches still collate, the other items are
+    predicted, and the writer lists the failure. Each failure is also logged once with the
+    file name. An item that loaded carries ``note``: what was done to read it (a colour image
+    converted to luminance, orientation tags absent...), empty when nothing.
 
     Args:
         items: from :func:`find_inputs`.
@@ -68,7 +87,8 @@ class SafeInferenceDataset(Dataset):
         patch_size: model input size per axis.
 
     Shapes:
-        ``image`` ``(1, *patch_size)`` float32; ``error`` ``""`` when the item loaded.
+        ``image`` ``(1, *patch_size)`` float32; ``error`` ``""`` when the item loaded;
+        ``frame`` the 1-based frame number of a multi-frame file's frame, 0 otherwise.
     """
 
     def __init__(self, items: Sequence[dict], spatial_dims: int, patch_size: Sequence[int]) -> None:
@@ -84,8 +104,9 @@ class SafeInferenceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def _load(self, item: dict) -> torch.Tensor:
-        data = self._transforms[item["format"]]({"image": item["image"]})
+    def _load(self, item: dict) -> tuple[torch.Tensor, str]:
+        data = self._transforms[item["format"]]({k: item[k] for k in ("image", "frame") if k in item})
+        note = str(getattr(data["image"], "meta", {}).get(NOTES_KEY, ""))
         image = convert_to_tensor(data["image"], dtype=torch.float32, track_meta=False)
         if image.ndim != 1 + self.spatial_dims:
             raise ValueError(f"expected a {self.spatial_dims}D image, got array shape {tuple(image.shape[1:])}")
@@ -95,15 +116,17 @@ class SafeInferenceDataset(Dataset):
             raise ValueError(f"expected one channel, got {image.shape[0]}")
         if tuple(image.shape[1:]) != self.patch_size:
             image = convert_to_tensor(self._resize(image), dtype=torch.float32, track_meta=False)
-        return image
+        return image, note
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
-        out = {"file": item["file"], "error": ""}
+        frame = int(item["frame"]) + 1 if "frame" in item else 0
+        out = {"file": item["file"], "frame": frame, "error": "", "note": ""}
         try:
-            out["image"] = self._load(item)
+            out["image"], out["note"] = self._load(item)
         except Exception as error:  # every failure is reported, none stops the run
             out["error"] = describe_error(error)
             out["image"] = torch.zeros((1, *self.patch_size), dtype=torch.float32)
-            logger.warning("Skipping %s: %s", item["file"], out["error"])
+            where = f"{item['file']} frame {frame}" if frame else item["file"]
+            logger.warning("Skipping %s: %s", where, out["error"])
         return out

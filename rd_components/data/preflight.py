@@ -28,10 +28,19 @@ def describe_error(error: BaseException) -> str:
     while error.__cause__ is not None:
         error = error.__cause__
     text = " ".join(str(error).split()) or type(error).__name__
+    from .dicom import NoImageError
+
+    # our own reasons are already plain words; MONAI's internal ones are translated
+    if isinstance(error, NoImageError) or text.startswith("wrong dimensionality"):
+        return text[:300]
     if "cannot find a suitable reader" in text:
         return "not a readable DICOM or NIfTI file"
     if "axcodes must match data_array spatially" in text:
-        return f"wrong dimensionality: {text.split('got ')[-1]}"
+        return "wrong dimensionality: the image has another number of axes than the model takes"
+    if "does not have pixel_array" in text:
+        return "no image in this file (no pixel data)"
+    if "in start_ornt" in text:
+        return "image orientation could not be read"
     return f"{type(error).__name__}: {text[:300]}"
 
 

@@ -8,10 +8,142 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, SqueezeDim
 
-__all__ = ["SqueezeSingletonSpatiald", "augmentation_transforms", "classification_transforms", "has_random_transforms", "READERS"]
+__all__ = [
+    "LoadMedicalImaged",
+    "OrientRASd",
+    "SqueezeSingletonSpatiald",
+    "augmentation_transforms",
+    "classification_transforms",
+    "has_random_transforms",
+    "READERS",
+]
 
-#: reader per on-disk format; ``None`` lets MONAI choose by file suffix
+#: reader per on-disk format; ``None``: by path (NIfTI suffix, DICOM series folder, else a DICOM file)
 READERS = {"dicom": "PydicomReader", "nifti": "NibabelReader", "auto": None}
+
+#: meta-data key of the notes a loader made (colour converted, orientation assumed...)
+NOTES_KEY = "rd_notes"
+
+
+class LoadMedicalImaged(MapTransform):
+    """Load a NIfTI file, a DICOM series folder or one frame of any DICOM file.
+
+    NIfTI goes through MONAI's ``NibabelReader`` and series folders through its
+    ``PydicomReader``; a single DICOM file goes through :func:`~rd_components.data.dicom.read_dicom_frame`
+    (pydicom with every installed decoder, multi-frame, colour, palette, degenerate
+    orientation), which gives the same array and affine as ``PydicomReader`` on a plain file.
+    The frame is the item's ``frame_key`` value (0-based) when present. What the loader had to
+    do to make the image usable is kept as one text in the image's meta data ``rd_notes``
+    (empty when nothing).
+
+    Args:
+        keys: image keys.
+        fmt: ``"dicom"``, ``"nifti"`` or ``"auto"`` (by path).
+        frame_key: item key holding a frame index.
+
+    Shapes: ``path`` -> MetaTensor ``(X, Y)`` for a DICOM file, the reader's output otherwise.
+    """
+
+    def __init__(self, keys: KeysCollection, fmt: str = "auto", frame_key: str = "frame") -> None:
+        super().__init__(keys)
+        from monai.transforms import LoadImage
+
+        if fmt not in READERS:
+            raise ValueError(f"fmt must be one of {tuple(READERS)}, got {fmt!r}")
+        self.fmt = fmt
+        self.frame_key = frame_key
+        self._nifti = LoadImage(reader="NibabelReader", image_only=True)
+        self._series = LoadImage(reader="PydicomReader", image_only=True)
+
+    def _load(self, path, frame):
+        from pathlib import Path
+
+        from monai.data import MetaTensor
+
+        from .dicom import is_nifti_path, read_dicom_frame
+
+        if self.fmt == "nifti" or (self.fmt == "auto" and is_nifti_path(path)):
+            image = self._nifti(path)
+            image.meta[NOTES_KEY] = ""
+            return image
+        if Path(path).is_dir():
+            image = self._series(path)
+            image.meta[NOTES_KEY] = ""
+            return image
+        loaded = read_dicom_frame(path, None if frame is None else int(frame))
+        meta = {
+            "filename_or_obj": str(path),
+            "original_channel_dim": float("nan"),
+            "spatial_shape": loaded.array.shape,
+            "original_affine": loaded.affine,
+            "space": "RAS",
+            NOTES_KEY: "; ".join(loaded.notes),
+        }
+        return MetaTensor(torch.from_numpy(loaded.array), affine=torch.as_tensor(loaded.affine), meta=meta)
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self._load(d[key], d.get(self.frame_key))
+        return d
+
+
+class OrientRASd(MapTransform):
+    """``Orientationd`` to RAS that also works for a 2D image in any plane.
+
+    A 2D image is oriented as a one-slice volume (its affine's third column is the plane
+    normal), then the slice axis is dropped: an axial image gives what a 2D ``Orientationd``
+    gives, and a sagittal, coronal or oblique one no longer fails ("Unable to find out axis").
+    An affine that cannot orient (non-finite or singular) leaves the stored order, noted.
+    The wrong number of dimensions is an error in plain words.
+
+    Args:
+        keys: image keys.
+        spatial_dims: 2 or 3.
+
+    Shapes: ``(C, *spatial)`` -> ``(C, *spatial')`` with ``len(spatial) == spatial_dims``.
+    """
+
+    def __init__(self, keys: KeysCollection, spatial_dims: int) -> None:
+        super().__init__(keys)
+        from monai.transforms import Orientation
+
+        self.spatial_dims = spatial_dims
+        self._orient = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))
+
+    def _check_dims(self, img) -> None:
+        got = img.ndim - 1
+        if got != self.spatial_dims:
+            shape = "x".join(str(s) for s in img.shape[1:])
+            wanted = "2D images" if self.spatial_dims == 2 else "3D volumes"
+            raise ValueError(f"wrong dimensionality: a {got}D image of {shape} voxels, the model takes {wanted}")
+
+    def __call__(self, data: Mapping) -> dict:
+        import numpy as np
+        from monai.data import MetaTensor
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            self._check_dims(img)
+            if not isinstance(img, MetaTensor):
+                continue
+            affine = np.asarray(img.affine, dtype=np.float64)
+            if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+                img.meta[NOTES_KEY] = "; ".join(filter(None, [img.meta.get(NOTES_KEY, ""), "orientation unknown: stored order kept"]))
+                continue
+            if self.spatial_dims == 3:
+                d[key] = self._orient(img)
+                continue
+            volume = self._orient(img.unsqueeze(-1))
+            # the slice axis is the one of size 1 whose affine column is the plane normal
+            slice_axis = 1 + int(np.argmax(np.abs(np.asarray(volume.affine)[:3, :3].T @ np.asarray(affine)[:3, 2])))
+            keep = [a for a in (1, 2, 3) if a != slice_axis]
+            out_affine = np.asarray(volume.affine).copy()[:, [keep[0] - 1, keep[1] - 1, slice_axis - 1, 3]]
+            out = volume.squeeze(slice_axis)
+            out.affine = torch.as_tensor(out_affine)
+            d[key] = out
+        return d
 
 
 class SqueezeSingletonSpatiald(MapTransform):
@@ -47,10 +179,10 @@ def classification_transforms(spatial_dims: int, patch_size: int | Sequence[int]
                               flip_axes: Sequence[int] = (0,)):
     """Preset: load -> channel first -> RAS -> clip 0..1 -> size -> typed tensors.
 
-    Steps: ``LoadImaged`` (PydicomReader for DICOM files and series folders, which applies the
-    rescale slope/intercept and converts LPS to RAS; NibabelReader for NIfTI), channel first,
-    squeeze a singleton slice of 2D DICOMs, ``Orientationd`` to RAS (this is what makes both
-    formats give the same array), clip intensities to 0..1 (no per-patch rescale: tissue
+    Steps: :class:`LoadMedicalImaged` (any DICOM file, frame by frame, with the modality LUT and
+    LPS to RAS; MONAI's PydicomReader for series folders; NibabelReader for NIfTI), channel
+    first, squeeze a singleton slice, :class:`OrientRASd` to RAS in any image plane (this is
+    what makes both formats give the same array), clip intensities to 0..1 (no per-patch rescale: tissue
     contrast is the signal and the datasets are already globally scaled), resize to
     ``patch_size`` only when the shape differs, ``label`` -> ``torch.long`` scalar.
     Keys other than ``keys`` and ``label`` (such as ``id``) pass through untouched, so a
@@ -74,8 +206,6 @@ def classification_transforms(spatial_dims: int, patch_size: int | Sequence[int]
         Compose,
         EnsureChannelFirstd,
         EnsureTyped,
-        LoadImaged,
-        Orientationd,
         RandFlipd,
         Resized,
         ScaleIntensityRanged,
@@ -87,10 +217,10 @@ def classification_transforms(spatial_dims: int, patch_size: int | Sequence[int]
         raise ValueError(f"fmt must be one of {tuple(READERS)}, got {fmt!r}")
     keys = list(keys)
     steps = [
-        LoadImaged(keys, reader=READERS[fmt], image_only=True),
+        LoadMedicalImaged(keys, fmt),
         EnsureChannelFirstd(keys, channel_dim="no_channel"),
         SqueezeSingletonSpatiald(keys, spatial_dims),
-        Orientationd(keys, axcodes="RAS"[:spatial_dims], labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+        OrientRASd(keys, spatial_dims),
         ScaleIntensityRanged(keys, a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0, clip=True),
     ]
     if patch_size is not None:

@@ -20,9 +20,11 @@ logger = logging.getLogger(__name__)
 class PredictionCSVWriter:
     """Collect ``pred`` probabilities per item and write ``predictions.csv`` on ``COMPLETED``.
 
-    Columns: ``file``, ``predicted_class``, ``predicted_label``, ``prob_<class>`` per class,
-    ``error``. Items whose batch entry has a non-empty ``error`` get no prediction, only the
-    reason. Rows are sorted by file.
+    Columns: ``file``, ``frame`` (1-based frame number of a multi-frame file, empty for other
+    files), ``predicted_class``, ``predicted_label``, ``prob_<class>`` per class, ``error``,
+    ``note`` (what was done to read the input, e.g. a colour image converted to luminance).
+    Items whose batch entry has a non-empty ``error`` get no prediction, only the reason. Rows
+    are sorted by file, then frame.
 
     Args:
         output_dir: folder of the CSV.
@@ -45,7 +47,8 @@ class PredictionCSVWriter:
         batch = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
         outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
         for item, output in zip(batch, outputs):
-            row = {"file": item["file"], "error": item.get("error", "")}
+            frame = int(item.get("frame", 0) or 0)
+            row = {"file": item["file"], "frame": frame or "", "error": item.get("error", ""), "note": item.get("note", "")}
             if not row["error"]:
                 probs = torch.as_tensor(output["pred"]).float().reshape(-1).cpu().numpy()
                 index = int(np.argmax(probs))
@@ -56,11 +59,11 @@ class PredictionCSVWriter:
     def write(self, engine: Engine | None = None) -> None:
         """Write the CSV."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        columns = ["file", "predicted_class", "predicted_label"] + [f"prob_{n}" for n in self.class_names] + ["error"]
+        columns = ["file", "frame", "predicted_class", "predicted_label"] + [f"prob_{n}" for n in self.class_names] + ["error", "note"]
         with open(self.path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
-            for row in sorted(self.rows, key=lambda r: r["file"]):
+            for row in sorted(self.rows, key=lambda r: (r["file"], r["frame"] or 0)):
                 writer.writerow(row)
         failed = sum(bool(r["error"]) for r in self.rows)
         logger.info("Wrote %d predictions (%d inputs could not be read) to %s", len(self.rows) - failed, failed, self.path)

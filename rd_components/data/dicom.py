@@ -1,0 +1,312 @@
+"""Read any single DICOM file frame by frame, with pydicom, as a 2D image MONAI can orient.
+
+MONAI's ``PydicomReader`` covers the files a scanner writes for a series, but a folder of real
+files holds more: multi-frame objects (enhanced CT/MR, ultrasound clips, dose grids), colour
+and palette images, segmentations with a single frame, oblique or sagittal planes, files whose
+orientation tags are absent or degenerate, files without a file meta header, and objects
+without pixel data (reports, plans, waveforms). This module turns each *frame* of such a
+file into a ``(X, Y)`` float32 array plus a RAS affine in MONAI's conventions, using pydicom's
+own facilities for decoding (every installed pixel-data plugin: JPEG, JPEG-LS, JPEG 2000, RLE,
+deflate, big endian), the modality LUT / rescale, and palette colour lookup.
+
+Conventions (the same as ``PydicomReader(swap_ij=True, affine_lps_to_ras=True)`` on a plain
+single-frame file, so training and inference see identical tensors):
+
+* array axis 0 runs along a row (DICOM column index), axis 1 down the columns (row index);
+* the affine maps (axis 0, axis 1, slice) to RAS millimetres; its third column is the plane
+  normal, so an image in any plane (axial, sagittal, coronal, oblique) can be oriented;
+* missing or degenerate orientation (absent, zero, non-finite or parallel direction cosines)
+  is read as a standard axial image, i.e. as the file is displayed, and noted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["DicomFrame", "NoImageError", "read_dicom_header", "frame_count", "read_dicom_frame", "is_nifti_path"]
+
+_NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: values larger than this are read from disk only when used: a header read never loads the pixels
+_DEFER = "4 KB"
+#: ITU-R BT.601 luma weights (as in JPEG's YCbCr): the luminance of an RGB pixel
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+class NoImageError(ValueError):
+    """The file cannot give an image; the message says why in plain words."""
+
+
+@dataclass
+class DicomFrame:
+    """One frame of a DICOM file.
+
+    Attributes:
+        array: ``(X, Y)`` float32, modality LUT applied, greyscale (MONOCHROME2 sense).
+        affine: ``(4, 4)`` float64, (axis 0, axis 1, slice) -> RAS mm.
+        notes: what was done to make the frame usable (colour to luminance, orientation assumed...).
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+
+def is_nifti_path(path: str | os.PathLike) -> bool:
+    """True for ``.nii`` / ``.nii.gz`` names."""
+    return str(path).lower().endswith(_NIFTI_SUFFIXES)
+
+
+def read_dicom_header(path: str | os.PathLike, pixels: bool = False):
+    """The pydicom dataset of ``path``; unless ``pixels``, large values (pixel data) stay on disk until used.
+
+    Files without the 128-byte preamble or file meta header are read too (pydicom ``force``),
+    but only accepted when they look like DICOM (a SOP class, image rows or pixel data).
+
+    Raises:
+        NoImageError: a folder, an unreadable file or a file that is not DICOM.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    path = Path(path)
+    if path.is_dir():
+        raise NoImageError("a folder, not an image file")
+    try:
+        return pydicom.dcmread(path, defer_size=None if pixels else _DEFER)
+    except InvalidDicomError:
+        pass
+    except Exception as error:  # a damaged header: say so rather than guess
+        raise NoImageError(f"damaged DICOM header ({_short(error)})") from None
+    try:
+        ds = pydicom.dcmread(path, defer_size=None if pixels else _DEFER, force=True)
+        if any(tag in ds for tag in ("SOPClassUID", "Rows", "PixelData")):
+            return ds
+    except Exception:
+        pass
+    raise NoImageError("not a DICOM or NIfTI file")
+
+
+def frame_count(ds, strict: bool = False) -> int:
+    """Frames in a dataset (1 when ``NumberOfFrames`` is absent; also when it is unreadable unless ``strict``).
+
+    Raises:
+        NoImageError: with ``strict``, for a ``NumberOfFrames`` that is not a number.
+    """
+    try:
+        value = ds.get("NumberOfFrames", 1)
+        return max(1, int(value or 1))
+    except (TypeError, ValueError):
+        if strict:
+            raise NoImageError(f"damaged header: Number of Frames is {str(ds['NumberOfFrames'].value)!r}, not a number") from None
+        return 1
+
+
+def _short(error: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _decode_reason(error: BaseException) -> str:
+    """pydicom's decoding failure in plain words."""
+    text = " ".join(str(error).split())
+    missing = re.search(r"Missing required element: \([0-9A-Fa-f,]+\) '([^']+)'", text)
+    if missing:
+        return f"incomplete image description ({missing.group(1)} missing)"
+    if "cannot reshape" in text or "less than expected" in text:
+        return "less pixel data than the image size needs (truncated or damaged file)"
+    return _short(text.replace("Unable to decode as exceptions were raised by all available plugins: ", ""))
+
+
+def _object_kind(ds) -> str:
+    """``"Comprehensive SR"``, ``"RT Plan"``...: pydicom's name of the SOP class, or the modality."""
+    uid = ds.get("SOPClassUID")
+    name = getattr(uid, "name", "") if uid is not None else ""
+    if name and name != str(uid):
+        return name.removesuffix(" Storage").removesuffix(" Image")
+    return str(ds.get("Modality") or "no pixel data")
+
+
+def _no_image_reason(ds) -> str:
+    kind = _object_kind(ds)
+    if "SR" in kind.split() or str(ds.get("Modality")) == "SR":
+        kind = f"Structured Report: {kind}" if kind != "SR" else "Structured Report"
+    return f"no image in this file ({kind})"
+
+
+def _frame_item(ds, index: int, sequence: str):
+    """The item of functional-group ``sequence`` for frame ``index`` (per-frame first, then shared)."""
+    for groups, position in (("PerFrameFunctionalGroupsSequence", index), ("SharedFunctionalGroupsSequence", 0)):
+        seq = ds.get(groups)
+        if seq and position < len(seq) and seq[position].get(sequence):
+            return seq[position].get(sequence)[0]
+    return None
+
+
+def _frame_value(ds, index: int, keyword: str, sequence: str):
+    """``keyword`` at the top level, else from an enhanced multi-frame functional group."""
+    value = ds.get(keyword)
+    if value is not None and value != "":
+        return value
+    item = _frame_item(ds, index, sequence)
+    return None if item is None else item.get(keyword)
+
+
+def _floats(values, count: int) -> np.ndarray | None:
+    try:
+        out = np.array([float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return out if out.shape == (count,) and np.isfinite(out).all() else None
+
+
+def _affine(ds, index: int, notes: list[str]) -> np.ndarray:
+    """(axis 0 = along a row, axis 1 = down a column, normal) -> RAS mm, as PydicomReader builds it."""
+    iop = _floats(_frame_value(ds, index, "ImageOrientationPatient", "PlaneOrientationSequence") or (), 6)
+    ipp = _floats(_frame_value(ds, index, "ImagePositionPatient", "PlanePositionSequence") or (), 3)
+    spacing = _floats(_frame_value(ds, index, "PixelSpacing", "PixelMeasuresSequence") or (), 2)
+    if spacing is None or (spacing <= 0).any():
+        spacing = np.ones(2)
+    row = col = None
+    if iop is not None:
+        row, col = iop[:3], iop[3:]
+        norms = np.linalg.norm(row), np.linalg.norm(col)
+        normal = np.cross(row, col)
+        # zero, non-unit-able or parallel cosines cannot orient anything
+        if min(norms) < 1e-3 or np.linalg.norm(normal) < 1e-3 * norms[0] * norms[1]:
+            row = col = None
+        else:
+            row, col = row / norms[0], col / norms[1]
+    if row is None:
+        notes.append("orientation tags absent or degenerate: read as a standard axial image")
+        row, col = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    normal = np.cross(row, col)
+    normal /= np.linalg.norm(normal)
+    lps = np.eye(4)
+    lps[:3, 0] = row * spacing[1]  # along a row: the distance between columns
+    lps[:3, 1] = col * spacing[0]  # down a column: the distance between rows
+    lps[:3, 2] = normal
+    lps[:3, 3] = ipp if ipp is not None else 0.0
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # LPS -> RAS
+
+
+def _rescale(arr: np.ndarray, ds, index: int) -> np.ndarray:
+    """The modality LUT (pydicom), with the rescale of an enhanced multi-frame functional group."""
+    from pydicom.dataset import Dataset
+    from pydicom.pixels import apply_modality_lut
+
+    if "RescaleSlope" not in ds and "ModalityLUTSequence" not in ds:
+        item = _frame_item(ds, index, "PixelValueTransformationSequence")
+        if item is not None and "RescaleSlope" in item:
+            view = Dataset()
+            view.RescaleSlope, view.RescaleIntercept = item.RescaleSlope, item.get("RescaleIntercept", 0)
+            return apply_modality_lut(arr, view)
+    return apply_modality_lut(arr, ds)
+
+
+def _decode(path: Path, index: int | None) -> np.ndarray:
+    """The decoded frame (pydicom decodes only the frame asked for)."""
+    from pydicom.pixels import pixel_array
+
+    try:
+        return pixel_array(path, index=index)
+    except Exception as first:
+        # files without a file meta header need the dataset route
+        try:
+            from pydicom.dataset import FileMetaDataset
+
+            ds = read_dicom_header(path, pixels=True)
+            if not getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None):
+                ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+                ds.file_meta.TransferSyntaxUID = _inferred_syntax(ds)
+            return pixel_array(ds, index=index)
+        except Exception as second:
+            # the path route's complaint about the missing file meta hides the real problem
+            raise (second if "File Format" in str(first) else first) from None
+
+
+def _inferred_syntax(ds):
+    """The transfer syntax of a file without one in its meta header, from how pydicom read it."""
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax:
+        return syntax
+    implicit, little = getattr(ds, "original_encoding", (True, True))
+    return ImplicitVRLittleEndian if implicit else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+
+
+def read_dicom_frame(path: str | os.PathLike, frame: int | None = None) -> DicomFrame:
+    """Frame ``frame`` (0-based; ``None`` for a single-frame file) of a DICOM file.
+
+    Greyscale frames get the modality LUT (rescale slope/intercept or LUT); MONOCHROME1 frames
+    are inverted over their stored range so that bright means high, as MONOCHROME2; colour
+    frames (RGB, YBR converted by pydicom, palette colour through its lookup table) become
+    their luminance, noted.
+
+    Raises:
+        NoImageError: not DICOM, no pixel data, a multi-frame file without ``frame``, a frame
+            number out of range, pixel data that cannot be decoded; all in plain words.
+    """
+    path = Path(path)
+    header = read_dicom_header(path)
+    if "PixelData" not in header and "FloatPixelData" not in header and "DoubleFloatPixelData" not in header:
+        raise NoImageError(_no_image_reason(header))
+    frames = frame_count(header, strict=True)
+    if frames > 1 and frame is None:
+        raise NoImageError(f"a multi-frame file ({frames} frames): give one item per frame")
+    if frame is not None and not 0 <= int(frame) < frames:
+        raise NoImageError(f"frame {int(frame) + 1} asked, the file has {frames}")
+    index = None if frames == 1 else int(frame)
+    try:
+        arr = _decode(path, index)
+    except NoImageError:
+        raise
+    except Exception as error:
+        syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", None)
+        where = f" ({syntax.name})" if syntax is not None else ""
+        raise NoImageError(f"pixel data could not be decoded{where}: {_decode_reason(error)}") from None
+    # the header has every element; the decoder's dataset only those of the pixel module
+    ds = header
+    notes: list[str] = []
+    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    if arr.ndim == 3 and frames == 1 and arr.shape[0] > 1 and int(ds.get("SamplesPerPixel", 1) or 1) == 1:
+        raise NoImageError(f"a multi-frame file ({arr.shape[0]} frames) without a frame count")
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        arr = apply_color_lut(arr, ds)
+        notes.append("palette colour image converted to luminance")
+    elif arr.ndim == 3:
+        notes.append(f"colour image ({photometric or 'RGB'}) converted to luminance")
+    if arr.ndim == 3:
+        arr = arr[..., :3].astype(np.float64) @ _LUMA
+    else:
+        if photometric == "MONOCHROME1":
+            bits = int(ds.get("BitsStored", 16) or 16)
+            signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+            low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+            arr = (low + high) - arr.astype(np.int64)
+            notes.append("MONOCHROME1 inverted (bright means high)")
+        arr = _rescale(arr, ds, index or 0)
+    if arr.ndim != 2:
+        raise NoImageError(f"unexpected pixel array of shape {tuple(arr.shape)}")
+    # (rows, columns) -> (X along a row, Y down a column), as PydicomReader(swap_ij=True)
+    array = np.ascontiguousarray(np.asarray(arr, dtype=np.float32).T)
+    return DicomFrame(array, _affine(ds, index or 0, notes), notes)
+
+
+def dicom_frames(paths: Iterable[str | os.PathLike]) -> dict[str, int]:
+    """Frame count per path (1 for files whose header cannot be read: they fail later, with a reason)."""
+    out = {}
+    for path in paths:
+        try:
+            out[str(path)] = frame_count(read_dicom_header(path))
+        except NoImageError:
+            out[str(path)] = 1
+    return out
