@@ -11,4 +11,8 @@ from . import data, engines, foundation, handlers, losses, networks, tracking, u
 
 __version__ = "0.1.0"
 
+# a user mistake (bad data path or datalist, unknown teacher, bad input files) ends a bundle run
+# with one line instead of MONAI's config-evaluation traceback
+utils.install_one_line_errors()
+
 __all__ = ["data", "engines", "foundation", "handlers", "losses", "networks", "tracking", "utils"]

@@ -11,7 +11,8 @@ from typing import Any
 
 import torch.distributed as dist
 
-__all__ = ["bundle_root", "default_data_dir", "unique_run_name", "is_rank0", "read_datalist_info", "class_names"]
+__all__ = ["bundle_root", "default_data_dir", "unique_run_name", "is_rank0", "read_datalist_info", "class_names",
+           "resolve_datalist", "install_one_line_errors"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,33 +64,54 @@ def is_rank0() -> bool:
 
 def read_datalist_info(path: str | os.PathLike) -> dict[str, Any]:
     """The datalist JSON without its split lists (``num_classes``, ``labels``, ``spatial_dims``...)."""
+    from .data.user_data import DataConfigError
+
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Datalist {path} not found.")
+        raise DataConfigError(f"Datalist {path} not found.")
     try:
         info = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"Datalist {path} is not valid JSON: {error}") from None
-    return {k: v for k, v in info.items() if k not in ("training", "validation", "test")}
+        raise DataConfigError(f"Datalist {path} is not valid JSON: {error}") from None
+    return {"source": str(path), **{k: v for k, v in info.items() if k not in ("training", "validation", "test", "unlabeled")}}
 
 
 def class_names(info: dict[str, Any]) -> list[str]:
-    """Class names ordered by label index, from a datalist's ``labels`` mapping."""
+    """Class names ordered by label index, from a datalist's ``labels`` mapping.
+
+    :func:`resolve_datalist` writes the mapping for the user's data when it has none.
+
+    Raises:
+        DataConfigError: no mapping (one line naming the datalist when ``info`` has a ``source``).
+    """
+    from .data.user_data import DataConfigError
+
     labels = info.get("labels")
     if not labels:
-        raise ValueError("Datalist has no 'labels' mapping {index: name}: cannot tell the number of classes.")
+        where = f" {info['source']}" if info.get("source") else ""
+        raise DataConfigError(f"datalist{where} has no 'labels' mapping {{index: name}}: cannot tell the number of classes")
     return [str(labels[k]) for k in sorted(labels, key=int)]
 
 
-def resolve_datalist(dataset_dir: str | os.PathLike, **build_kwargs: Any) -> str:
+def resolve_datalist(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None, seed: int = 0,
+                     **build_kwargs: Any) -> str:
     """The datalist to train on.
 
-    ``<dataset_dir>/datalist.json`` when the user's folder has one; otherwise the embedded task
-    described by ``build_kwargs`` is built under ``dataset_dir`` if missing
+    ``dataset_dir`` may hold the user's own labelled data in one of three forms, see
+    :mod:`rd_components.data.user_data`: a decathlon datalist (``datalist.json`` or a ``.json``
+    file, with or without a ``labels`` mapping), a CSV of ``image,label[,split]``, or a folder
+    of class sub-folders. It is normalised (class indices, stable ids, a seeded stratified
+    validation/test split when missing) into ``<output_dir>/datalist_<name>.json``. Otherwise
+    the embedded task described by ``build_kwargs`` is built under ``dataset_dir`` if missing
     (:func:`rd_components.data.ensure_dataset`).
+
+    Raises:
+        DataConfigError: one line naming the cause and the file or key.
     """
-    own = Path(dataset_dir) / "datalist.json"
-    if own.is_file():
+    from .data.user_data import normalise_user_data
+
+    own = normalise_user_data(dataset_dir, output_dir, int(build_kwargs.get("spatial_dims", 2)), int(seed))
+    if own is not None:
         return str(own)
     from .data import ensure_dataset
 
@@ -146,3 +168,45 @@ def trainable_parameters(*modules: Any) -> list:
                 seen.add(id(p))
                 params.append(p)
     return params
+
+
+def _user_error(error: BaseException | None) -> BaseException | None:
+    """The first error of ``error``'s chain that is the user's to fix (bad data, path, teacher)."""
+    from .data.preflight import BadInputError
+    from .data.user_data import DataConfigError
+    from .foundation.registry import UnknownTeacherError
+
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (DataConfigError, UnknownTeacherError, BadInputError)):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def install_one_line_errors() -> None:
+    """Print a user mistake that stops a run as one line instead of a config traceback.
+
+    MONAI wraps every failure in a config expression into "Failed to evaluate
+    ConfigExpression" tracebacks some 60 lines long; when the root cause is one of ours that
+    already names the file, key or value (:class:`~rd_components.data.user_data.DataConfigError`,
+    ``UnknownTeacherError``, ``BadInputError``), only its message is printed and the process
+    exits with status 1. Set ``RD_TRACEBACK=1`` to see the full traceback. Other errors, and a
+    process that installed its own hook, are left alone.
+    """
+    import sys
+
+    if sys.excepthook is not sys.__excepthook__:
+        return
+    previous = sys.excepthook
+
+    def hook(kind, error, traceback):
+        user = None if os.environ.get("RD_TRACEBACK") else _user_error(error)
+        if user is None:
+            previous(kind, error, traceback)
+            return
+        print(f"Error: {user}", file=sys.stderr)
+        sys.stderr.flush()
+
+    sys.excepthook = hook

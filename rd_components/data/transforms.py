@@ -32,7 +32,10 @@ class LoadMedicalImaged(MapTransform):
     ``PydicomReader``; a single DICOM file goes through :func:`~rd_components.data.dicom.read_dicom_frame`
     (pydicom with every installed decoder, multi-frame, colour, palette, degenerate
     orientation), which gives the same array and affine as ``PydicomReader`` on a plain file.
-    The frame is the item's ``frame_key`` value (0-based) when present. What the loader had to
+    The reader is told by the path (a NIfTI suffix, a folder, else a DICOM file), so DICOM and
+    NIfTI files can be mixed; ``fmt="nifti"`` also sends files that are not DICOM to
+    ``NibabelReader``. The frame is the item's ``frame_key`` value (0-based) when present; the
+    key is consumed. What the loader had to
     do to make the image usable is kept as one text in the image's meta data ``rd_notes``
     (empty when nothing).
 
@@ -62,7 +65,7 @@ class LoadMedicalImaged(MapTransform):
 
         from .dicom import is_nifti_path, read_dicom_frame
 
-        if self.fmt == "nifti" or (self.fmt == "auto" and is_nifti_path(path)):
+        if is_nifti_path(path) or (self.fmt == "nifti" and Path(path).is_file() and not _is_dicom(path)):
             image = self._nifti(path)
             image.meta[NOTES_KEY] = ""
             return image
@@ -85,7 +88,18 @@ class LoadMedicalImaged(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self._load(d[key], d.get(self.frame_key))
+        # consumed: items with and without a frame must still collate into one batch
+        d.pop(self.frame_key, None)
         return d
+
+
+def _is_dicom(path) -> bool:
+    from pydicom.misc import is_dicom
+
+    try:
+        return is_dicom(path)
+    except OSError:
+        return False
 
 
 class OrientRASd(MapTransform):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -10,6 +11,8 @@ from torch import nn
 from ..handlers.feature_cache import TeacherFeatureCache
 
 __all__ = ["TeacherFeatureSource"]
+
+logger = logging.getLogger(__name__)
 
 
 class TeacherFeatureSource(nn.Module):
@@ -45,6 +48,7 @@ class TeacherFeatureSource(nn.Module):
         self.cache = cache
         self.id_key = id_key
         self.view_key = view_key
+        self._warned = False
 
     @classmethod
     def wrap(cls, teacher: nn.Module) -> TeacherFeatureSource:
@@ -60,6 +64,11 @@ class TeacherFeatureSource(nn.Module):
     def forward(self, images: torch.Tensor, batchdata: Any = None) -> torch.Tensor:
         """Teacher features of a batch, from the cache where possible."""
         self.teacher.eval()
+        if self.cache is not None and not (isinstance(batchdata, dict) and self.id_key in batchdata) and not self._warned:
+            # said once, on the first batch, so that a slow run is not a mystery
+            logger.warning("Teacher feature cache not used: the items carry no '%s' (give each item one, or load the "
+                           "data through rd_components.utils.resolve_datalist, which adds stable ids).", self.id_key)
+            self._warned = True
         if self.cache is None or not isinstance(batchdata, dict) or self.id_key not in batchdata:
             return self.teacher(images)
         ids = [str(i) for i in batchdata[self.id_key]]
