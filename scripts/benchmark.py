@@ -178,8 +178,9 @@ def load_setup(bundle: str, data_root: Path, n_train: int | None) -> dict[str, A
         "disk_cache": "cache_dir" in raw_cache,
         "n_train": len(loader.dataset),
         "steps_per_epoch": len(loader),
-        "loader": f"train#dataloader of train.yaml: {type(loader.dataset).__name__}, batch {loader.batch_size}, "
-                  f"num_workers {loader.num_workers}, drop_last {loader.drop_last}",
+        "loader": f"train#dataloader of train.yaml: {type(loader.dataset).__name__}, "
+                  f"{type(loader.batch_sampler).__name__} batch {loader.batch_sampler.batch_size}, "
+                  f"num_workers {loader.num_workers}",
         "device": "cuda:0" if torch.cuda.is_available() else "cpu",
     }
     setup["amp"] = setup["device"].startswith("cuda")
@@ -360,12 +361,13 @@ def check_cache_correctness(setup: dict, teacher: Any, seed: int, cache_dir: Pat
     from torch.utils.data import DataLoader, Subset
 
     full = setup["loader"]
-    n = min(len(full.dataset), 2 * full.batch_size)
+    batch_size = full.batch_sampler.batch_size
+    n = min(len(full.dataset), 2 * batch_size)
     subset = Subset(full.dataset, range(n))
 
     def run(cached: bool) -> tuple[torch.Tensor, dict]:
         set_determinism(seed=seed)
-        loader = DataLoader(subset, batch_size=full.batch_size, shuffle=True, drop_last=full.drop_last,
+        loader = DataLoader(subset, batch_size=batch_size, shuffle=True, drop_last=n > batch_size,
                             num_workers=full.num_workers, collate_fn=full.collate_fn)
         cache = make_cache(setup, teacher, cache_dir / "correctness") if cached else None
         parts = build_parts(setup, teacher)

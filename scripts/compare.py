@@ -1,9 +1,11 @@
 #!/usr/bin/env python
-"""Compare RD with KD and PEFT baselines over seeds and label fractions, on one bundle.
+"""Compare RD with KD, semi-supervised and PEFT baselines over seeds and label fractions, on one bundle.
 
 Every cell (method, seed, label fraction) trains the bundle's student with the same budget,
-data and augmentation (``python -m monai.bundle run training`` with ``bundles/methods/<m>.yaml``
-merged on the bundle's ``train.yaml``), is one FINISHED MLflow run in one experiment, and is
+data and augmentation. A label fraction hides labels, never images: every method sees every
+training image, the labels of the fraction only, and the same number of optimizer steps.
+A cell is ``python -m monai.bundle run training`` with ``bundles/methods/<m>.yaml`` merged on
+the bundle's ``train.yaml``, is one FINISHED MLflow run in one experiment, and is
 scored on the held-out test split with the exported student. ``linear_probe`` (the frozen
 teacher with a logistic-regression head, the reference) is fitted and scored in-process.
 
@@ -11,9 +13,13 @@ Example:
     python scripts/compare.py --bundle rd_classification_2d --methods student kd rd \\
         --seeds 0 1 2 --label_fractions 0.01 0.1 1.0 --epochs 10 --out results/compare_2d
 
-Writes ``OUT/results.csv`` (one row per cell), ``OUT/results.md`` (mean +- std per method and
-fraction) and ``OUT/results.png``; MLflow data goes to ``OUT/mlruns.db`` unless
-``--tracking_uri`` says otherwise.
+Writes ``OUT/results.csv`` (one row per cell, with the task, the labelled / unlabelled counts
+and the teacher branch's validation and test accuracy), ``OUT/results.md`` (mean +- std per
+method and fraction, RD minus each method paired by seed with a 95 % interval) and
+``OUT/results.png``; MLflow data goes to ``OUT/mlruns.db`` unless
+``--tracking_uri`` says otherwise. Cells run one after another, or ``--jobs N`` at a time. A grid
+started again with the same ``--out`` (same MLflow experiment) skips the cells whose run is
+FINISHED with the same parameters and only scores them again.
 """
 
 from __future__ import annotations
@@ -26,11 +32,13 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FLOAT_COLUMNS = ("accuracy", "macro_f1", "auc", "latency_ms", "teacher_accuracy", "teacher_val_accuracy")
-METHODS = ("student", "mean_teacher", "kd", "hint", "cka", "rd", "rd_no_cka", "rd_no_kd", "linear_probe", "lora")
+# every overlay in bundles/methods/ is a method; the linear probe is fitted in-process
+METHODS = tuple(sorted(p.stem for p in (REPO / "bundles" / "methods").glob("*.yaml"))) + ("linear_probe",)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,10 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--merge", nargs="+", type=Path, default=None, metavar="CSV",
                         help="train nothing: merge these results.csv files (e.g. two grids of the same task) "
                              "into OUT/results.csv, .md and .png")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="cells trained at once, each in its own process with cores / jobs torch threads")
     parser.add_argument("--dataset_dir", default=None, help="dataset folder (default: the bundle's)")
     parser.add_argument("--tracking_uri", default=None,
                         help="MLflow URI (default: $MLFLOW_TRACKING_URI, else sqlite:///OUT/mlruns.db)")
-    parser.add_argument("--experiment_name", default=None, help="MLflow experiment (default: compare-<bundle>-<time>)")
+    parser.add_argument("--experiment_name", default=None, help="MLflow experiment (default: compare-<bundle>-<name of OUT>)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra bundle overrides for every cell, e.g. task=colin27_aal label_set=lobe batch_size=16")
     return parser.parse_args(argv)
@@ -71,8 +81,8 @@ def bundle_overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
-def run_cell(args, method: str, seed: int, fraction: float, cell: str, common: dict) -> Path:
-    """Train one cell with the bundle; return its checkpoint folder."""
+def run_cell(args, method: str, seed: int, fraction: float, cell: str, common: dict, threads: int | None = None) -> Path:
+    """Train one cell with the bundle in a subprocess (``threads`` torch threads); return its checkpoint folder."""
     configs = [str(REPO / "bundles" / args.bundle / "configs" / "train.yaml"), str(REPO / "bundles" / "methods" / f"{method}.yaml")]
     cell_dir = args.out / "cells" / cell
     overrides = {**common, "seed": seed, "label_fraction": fraction, "output_dir": str(cell_dir),
@@ -84,6 +94,9 @@ def run_cell(args, method: str, seed: int, fraction: float, cell: str, common: d
     cell_dir.mkdir(parents=True, exist_ok=True)
     # MONAI's MLFlowHandler lets MLFLOW_TRACKING_URI override its argument: keep both equal
     env = {**os.environ, "MLFLOW_TRACKING_URI": common["tracking_uri"]}
+    if threads is not None and "OMP_NUM_THREADS" not in os.environ:
+        # N cells at once on C cores: C // N threads each, so they do not oversubscribe the cores
+        env["OMP_NUM_THREADS"] = str(threads)
     with open(cell_dir / "train.log", "w") as log:
         result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
     if result.returncode != 0:
@@ -336,6 +349,79 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def expected_params(cell: tuple, common: dict) -> dict:
+    """MLflow parameters a FINISHED run must have to stand for ``cell`` in a restarted grid."""
+    fraction, seed, method = cell
+    keys = ("epochs", "task", "label_set", "augment", "batch_size", "learning_rate", "data_format", "teacher", "student")
+    return {"method": method, "seed": seed, "label_fraction": fraction, **{k: common[k] for k in keys if k in common}}
+
+
+def finished_run(client, experiment: str, cell: str, expected: dict) -> str | None:
+    """Id of a FINISHED run named ``cell`` whose parameters match ``expected``, if any (grid resume)."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{cell}' and attributes.status = 'FINISHED'")
+    for run in runs:
+        if all(_same(run.data.params.get(k), v) for k, v in expected.items()):
+            return run.info.run_id
+    return None
+
+
+def _same(logged: str | None, value) -> bool:
+    """A logged MLflow parameter (a string) against an override value."""
+    if logged is None:
+        return False
+    if isinstance(value, bool):
+        return logged.lower() == str(value).lower()
+    if isinstance(value, (int, float)):
+        try:
+            return float(logged) == float(value)
+        except ValueError:
+            return False
+    return logged == str(value)
+
+
+def score_cell(args, client, experiment: str, common: dict, method: str, seed: int, fraction: float, cell: str) -> dict:
+    """Test metrics of one trained cell (or fit and score the linear probe); one results row."""
+    import mlflow
+
+    parser = load_bundle(args, common, method, seed, fraction)
+    num_classes = parser.get_parsed_content("num_classes")
+    if method == "linear_probe":
+        metrics = linear_probe_cell(parser)
+        params = {"method": method, "seed": seed, "label_fraction": fraction}
+        run_id = finished_run(client, experiment, cell, params)  # a restarted grid reuses the probe's run
+        if run_id is None:
+            experiment_id = client.get_experiment_by_name(experiment)
+            experiment_id = experiment_id.experiment_id if experiment_id else client.create_experiment(experiment)
+            run_id = client.create_run(experiment_id, run_name=cell).info.run_id
+            client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()])
+    else:
+        ckpt = args.out / "cells" / cell / "models"
+        items = test_items(parser)
+        metrics = evaluate_student(ckpt / "model.ts", items, num_classes)
+        metrics["teacher_accuracy"] = teacher_branch_test_accuracy(parser, ckpt, items)
+        run_id = finished_run(client, experiment, cell, expected_params((fraction, seed, method), common))
+        if run_id is None:
+            raise RuntimeError(f"cell {cell}: no FINISHED MLflow run found after training")
+        metrics["teacher_val_accuracy"] = best_metric(client, run_id, "teacher_val_accuracy")
+    for key in ("accuracy", "macro_f1", "auc", "latency_ms", "teacher_accuracy"):
+        if metrics[key] == metrics[key]:  # skip NaN
+            client.log_metric(run_id, f"test_{key}", metrics[key])
+    if method == "linear_probe":
+        client.set_terminated(run_id, "FINISHED")
+    from rd_components.data import labeled_items
+
+    files = parser.get_parsed_content("train#files")
+    n_labeled = len(labeled_items(files))
+    return {"bundle": args.bundle, "task": task_name(parser), "method": method, "seed": seed, "label_fraction": fraction,
+            "n_labeled": n_labeled, "n_unlabeled": len(files) - n_labeled, "accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_f1"], "auc": metrics["auc"], "teacher_accuracy": metrics["teacher_accuracy"],
+            "teacher_val_accuracy": metrics.get("teacher_val_accuracy", float("nan")),
+            "params": metrics["params"], "latency_ms": metrics["latency_ms"], "run_id": run_id}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out = args.out.resolve()
@@ -347,53 +433,43 @@ def main(argv: list[str] | None = None) -> int:
         print(write_outputs(rows, args.out, f"Test split, mean ± std over seeds {seeds}; bundle {bundles}."))
         return 0
     tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{args.out / 'mlruns.db'}"
-    experiment = args.experiment_name or f"compare-{args.bundle}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # one experiment per output folder: a grid started again in the same folder skips its finished cells
+    experiment = args.experiment_name or f"compare-{args.bundle}-{args.out.name}"
     common = {**bundle_overrides(args), "tracking_uri": tracking_uri, "experiment_name": experiment,
               "feature_cache_dir": str(args.out / "feature_cache")}
 
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-    rows: list[dict] = []
     cells = [(f, s, m) for f in args.label_fractions for s in args.seeds for m in args.methods]
-    for index, (fraction, seed, method) in enumerate(cells, 1):
-        cell = f"{method}-f{fraction:g}-s{seed}"
-        print(f"[{index}/{len(cells)}] {cell}", flush=True)
-        parser = load_bundle(args, common, method, seed, fraction)
-        num_classes = parser.get_parsed_content("num_classes")
-        if method == "linear_probe":
-            metrics = linear_probe_cell(parser)
-            experiment_id = client.get_experiment_by_name(experiment)
-            experiment_id = experiment_id.experiment_id if experiment_id else client.create_experiment(experiment)
-            run_id = client.create_run(experiment_id, run_name=cell).info.run_id
-            client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in
-                                             {"method": method, "seed": seed, "label_fraction": fraction}.items()])
-        else:
-            ckpt = run_cell(args, method, seed, fraction, cell, common)
-            items = test_items(parser)
-            metrics = evaluate_student(ckpt / "model.ts", items, num_classes)
-            metrics["teacher_accuracy"] = teacher_branch_test_accuracy(parser, ckpt, items)
-            exp = client.get_experiment_by_name(experiment)
-            run_id = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{cell}'")[0].info.run_id
-            metrics["teacher_val_accuracy"] = best_metric(client, run_id, "teacher_val_accuracy")
-        for key in ("accuracy", "macro_f1", "auc", "latency_ms", "teacher_accuracy"):
-            if metrics[key] == metrics[key]:  # skip NaN
-                client.log_metric(run_id, f"test_{key}", metrics[key])
-        if method == "linear_probe":
-            client.set_terminated(run_id, "FINISHED")
-        from rd_components.data import labeled_items
+    names = {c: f"{c[2]}-f{c[0]:g}-s{c[1]}" for c in cells}
+    done = {c: finished_run(client, experiment, names[c], expected_params(c, common)) for c in cells if c[2] != "linear_probe"}
+    to_train = [c for c in cells if c[2] != "linear_probe" and done[c] is None]
+    skipped = len(cells) - len(to_train) - sum(c[2] == "linear_probe" for c in cells)
+    print(f"{len(cells)} cells: {len(to_train)} to train"
+          + (f", {skipped} already FINISHED in MLflow (skipped)" if skipped else "")
+          + (f", {args.jobs} at a time" if args.jobs > 1 else ""), flush=True)
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    rows: dict[tuple, dict] = {}
 
-        files = parser.get_parsed_content("train#files")
-        n_labeled = len(labeled_items(files))
-        row = {"bundle": args.bundle, "task": task_name(parser), "method": method, "seed": seed, "label_fraction": fraction,
-               "n_labeled": n_labeled, "n_unlabeled": len(files) - n_labeled, "accuracy": metrics["accuracy"],
-               "macro_f1": metrics["macro_f1"], "auc": metrics["auc"],
-               "teacher_accuracy": metrics["teacher_accuracy"],
-               "teacher_val_accuracy": metrics.get("teacher_val_accuracy", float("nan")),
-               "params": metrics["params"], "latency_ms": metrics["latency_ms"], "run_id": run_id}
-        rows.append(row)
-        print(f"    accuracy {metrics['accuracy']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  AUC {metrics['auc']:.3f}", flush=True)
-        write_csv(rows, args.out / "results.csv")
+    def score_and_record(cell_key: tuple) -> None:
+        fraction, seed, method = cell_key
+        rows[cell_key] = score_cell(args, client, experiment, common, method, seed, fraction, names[cell_key])
+        print(f"    {names[cell_key]}: accuracy {rows[cell_key]['accuracy']:.3f}  macro-F1 {rows[cell_key]['macro_f1']:.3f}"
+              f"  AUC {rows[cell_key]['auc']:.3f}", flush=True)
+        write_csv([rows[c] for c in cells if c in rows], args.out / "results.csv")
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        # training runs in subprocesses; this process scores each cell as it finishes
+        futures = {pool.submit(run_cell, args, c[2], c[1], c[0], names[c], common, threads): c for c in to_train}
+        for index, future in enumerate(as_completed(futures), 1):
+            future.result()
+            print(f"[{index}/{len(to_train)}] trained {names[futures[future]]}", flush=True)
+            score_and_record(futures[future])
+    for cell_key in cells:  # finished earlier, or the linear probe (fitted here)
+        if cell_key not in rows:
+            score_and_record(cell_key)
+    rows = [rows[c] for c in cells]
 
     table = write_outputs(rows, args.out, f"Test split, mean ± std over seeds {args.seeds}; bundle {args.bundle}.")
     print(table)

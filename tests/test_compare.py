@@ -22,10 +22,11 @@ def test_compare_tiny(tmp_path):
     cmd = [sys.executable, str(REPO / "scripts" / "compare.py"), "--bundle", "rd_classification_2d",
            "--methods", "student", "rd", "linear_probe", "--seeds", "0", "--label_fractions", "1.0", "--epochs", "1",
            "--out", str(out), "--dataset_dir", str(datalist.parent), "--experiment_name", "cmp",
-           "--set", "patch_size=[32,32]", "batch_size=6"]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+           "--set", "patch_size=[32,32]", "batch_size=6", "--jobs", "2"]
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "OMP_NUM_THREADS")}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 at a time" in result.stdout
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert [r["method"] for r in rows] == ["student", "rd", "linear_probe"]
     for row in rows:
@@ -42,6 +43,13 @@ def test_compare_tiny(tmp_path):
     cells = [r for r in runs if r.info.run_name != "summary"]
     assert sorted(r.info.run_name for r in cells) == ["linear_probe-f1-s0", "rd-f1-s0", "student-f1-s0"]
     assert all(r.info.status == "FINISHED" and "test_accuracy" in r.data.metrics for r in runs if r in cells)
+
+    # started again: the FINISHED cells are not trained again, and score the same
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "0 to train, 2 already FINISHED" in again.stdout
+    rerun = list(csv.DictReader(open(out / "results.csv")))
+    assert [(r["method"], r["accuracy"]) for r in rerun] == [(r["method"], r["accuracy"]) for r in rows]
 
 
 def test_merge_results_and_paired_differences(tmp_path):
