@@ -22,7 +22,16 @@ from .mixing import LabeledRatioBatchSampler, labeled_ratio_sampler
 from .inference import SafeInferenceDataset, find_inputs
 from .tasks import LABEL_SETS, TASKS
 from .preflight import BadInputError, describe_error, preflight_items
-from .transforms import SqueezeSingletonSpatiald, augmentation_transforms, classification_transforms, has_random_transforms
+from .transforms import (
+    LoadMedicalImaged,
+    OrientRASd,
+    SqueezeSingletonSpatiald,
+    augmentation_transforms,
+    classification_transforms,
+    has_random_transforms,
+)
+from .dicom import NoImageError, read_dicom_frame
+from .user_data import DataConfigError, normalise_user_data, stable_id
 from .views import FixedViewsd, flip_view_axes
 
 __all__ = [
@@ -56,4 +65,11 @@ __all__ = [
     "classification_transforms",
     "has_random_transforms",
     "SqueezeSingletonSpatiald",
+    "LoadMedicalImaged",
+    "OrientRASd",
+    "NoImageError",
+    "read_dicom_frame",
+    "DataConfigError",
+    "normalise_user_data",
+    "stable_id",
 ]
