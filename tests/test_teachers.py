@@ -175,6 +175,7 @@ def test_lite0_classifies_a_real_cat(lite0):
 
 @needs_lite0
 def test_lite0_feature_shape_and_medical_input(lite0):
+    torch.manual_seed(0)
     x = torch.rand(2, 1, 64, 64)
     out = lite0(x)
     assert out.shape == (2, 1280, *lite0.feature_shape((64, 64))[1:])
@@ -182,7 +183,8 @@ def test_lite0_feature_shape_and_medical_input(lite0):
     assert torch.isfinite(out).all() and (out >= 0).all() and (out <= 6).all()  # ReLU6 head
     # grey input replicated to RGB == the RGB teacher fed three identical channels
     rgb = EfficientNetLiteTeacher(in_channels=3, input_size=lite0.min_size)
-    assert torch.allclose(out, rgb(x.expand(-1, 3, -1, -1)), atol=1e-5)
+    # (float32 summation order differs between a broadcast and a copied input: about 1e-5)
+    assert torch.allclose(out, rgb(x.expand(-1, 3, -1, -1)), atol=1e-4)
     assert lite0.feature_shape((300, 200)) == (1280, 10, 7)
 
 
