@@ -459,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
               f"  AUC {rows[cell_key]['auc']:.3f}", flush=True)
         write_csv([rows[c] for c in cells if c in rows], args.out / "results.csv")
 
+    for cell_key in cells:  # finished in an earlier start: scored first, so the CSV has them at once
+        if cell_key[2] != "linear_probe" and done[cell_key] is not None:
+            score_and_record(cell_key)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         # training runs in subprocesses; this process scores each cell as it finishes
         futures = {pool.submit(run_cell, args, c[2], c[1], c[0], names[c], common, threads): c for c in to_train}
@@ -466,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             future.result()
             print(f"[{index}/{len(to_train)}] trained {names[futures[future]]}", flush=True)
             score_and_record(futures[future])
-    for cell_key in cells:  # finished earlier, or the linear probe (fitted here)
+    for cell_key in cells:  # the linear probe, fitted here on the now warm teacher cache
         if cell_key not in rows:
             score_and_record(cell_key)
     rows = [rows[c] for c in cells]
