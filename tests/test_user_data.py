@@ -184,3 +184,28 @@ def test_bundle_config_errors_are_one_line(tmp_path, override, expected):
     assert result.returncode == 1
     assert expected in result.stderr, result.stderr[-3000:]
     assert "Traceback" not in result.stderr and "ConfigExpression" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["class_folders", "csv"])
+def test_bundle_trains_on_own_data_and_fills_the_cache(tmp_path, form):
+    """--dataset_dir with class folders or a CSV trains the 2D bundle, and the teacher cache fills."""
+    import mlflow
+
+    from bundle_helpers import run_bundle
+
+    images = _images(tmp_path / "data", 6)
+    if form == "csv":
+        rows = ["image,label"] + [f"{p.relative_to(tmp_path / 'data')},{name}" for name, paths in images.items() for p in paths]
+        (tmp_path / "data" / "labels.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    run_bundle("training", bundle_configs("rd_classification_2d", "train.yaml"), tmp_path, dataset_dir=str(tmp_path / "data"),
+               output_dir=str(out), ckpt_dir=str(out / "models"), patch_size=[16, 16], batch_size=4, epochs=1,
+               experiment_name="own", registered_model_name=None)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("own").experiment_id])
+    assert run.info.status == "FINISHED"
+    n_train, n_val = int(run.data.params["num_train"]), int(run.data.params["num_validation"])
+    assert n_train + n_val < 18  # a stratified test split was held out
+    # every training and validation item has a stable id, so each got one cache entry
+    assert len(list((out / "feature_cache").rglob("*.safetensors"))) == n_train + n_val
