@@ -3,20 +3,21 @@
 MONAI's ``MLFlowHandler`` first talks to the server when the trainer starts: an unreachable
 server then fails only after the data, teacher and networks were built and MLflow's HTTP
 retries ran out, with the cause buried under several tracebacks. :func:`check_tracking_uri`
-asks the server once with a short timeout; :func:`require_tracking_server` is its
+asks the server once, through MLflow's own client, with a short timeout and no retries; :func:`require_tracking_server` is its
 bundle-config form.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 __all__ = ["check_tracking_uri", "require_tracking_server"]
 
-# the lightest call every MLflow tracking server (and MLflow behind a proxy) answers
-_PROBE = "api/2.0/mlflow/experiments/search"
+# the call the check makes (MlflowClient.search_experiments), named in messages
+_PROBE = "/api/2.0/mlflow/experiments/search"
 _HINT = "start it or pass --tracking_uri sqlite:///path/mlruns.db"
 
 
@@ -26,40 +27,43 @@ def _effective_uri(uri: str) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or uri
 
 
-def _auth() -> tuple[dict[str, str], tuple[str, str] | None]:
-    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
-    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return headers, (user, password) if user and password else None
+@contextlib.contextmanager
+def _one_quick_request(timeout: float):
+    # MLflow retries a failing request for minutes by default; one attempt with a short timeout
+    # is enough to tell a dead server from a live one
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(max(1, round(timeout))))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _check_http(uri: str, timeout: float) -> None:
-    import requests
+    # MLflow's own client, so its credentials (MLFLOW_TRACKING_TOKEN / USERNAME / PASSWORD),
+    # TLS settings and proxies apply exactly as they will for the run
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
-    url = uri.rstrip("/") + "/" + _PROBE
-    headers, auth = _auth()
-    insecure = os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true"
     try:
-        response = requests.get(url, params={"max_results": 1}, headers=headers, auth=auth, timeout=timeout,
-                                verify=not insecure)
-    except requests.exceptions.Timeout:
-        reason = f"no answer within {timeout:g} s"
-    except requests.exceptions.SSLError as error:
-        reason = f"TLS error: {type(error).__name__}"
-    except requests.exceptions.ConnectionError as error:
-        reason = _connection_reason(error)
-    except requests.exceptions.RequestException as error:
-        reason = f"{type(error).__name__}: {' '.join(str(error).split())}"
-    else:
-        if response.ok:
-            return
-        if response.status_code in (401, 403):
-            reason = (f"HTTP {response.status_code}: credentials refused; set MLFLOW_TRACKING_USERNAME/"
+        with _one_quick_request(timeout):
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        return
+    except MlflowException as error:
+        status = error.get_http_status_code()
+        if status in (401, 403):
+            reason = (f"HTTP {status}: credentials refused; set MLFLOW_TRACKING_USERNAME/"
                       "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN")
-        elif response.status_code == 404:
-            reason = f"HTTP 404 on /{_PROBE}: not an MLflow tracking server"
+        elif status == 404:
+            reason = f"HTTP 404 on {_PROBE}: not an MLflow tracking server"
+        elif "failed with exception" in str(error):
+            reason = _connection_reason(error)
         else:
-            reason = f"HTTP {response.status_code} on /{_PROBE}"
+            reason = f"HTTP {status}" if status != 500 else " ".join(str(error).split())[:160]
     raise ConnectionError(f"MLflow tracking server {uri} is not reachable ({reason}); {_HINT}")
 
 
@@ -98,9 +102,9 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> str:
     """Check that the MLflow tracking URI the run will use can be written to; return it.
 
     ``MLFLOW_TRACKING_URI``, when set, overrides ``uri`` (as in MONAI's ``MLFlowHandler``).
-    ``http(s)://``: one ``GET <uri>/api/2.0/mlflow/experiments/search`` (with the credentials
-    of ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` or ``MLFLOW_TRACKING_TOKEN``) must answer
-    2xx within ``timeout`` seconds. ``sqlite:///<path>``: the database folder is created if
+    ``http(s)://``: one ``MlflowClient.search_experiments`` call (MLflow's own client, so its
+    credential, TLS and proxy settings apply) must succeed within ``timeout`` seconds, with no
+    retries. ``sqlite:///<path>``: the database folder is created if
     missing and must be writable. Other schemes (``databricks``, ...) are returned unchecked.
 
     Raises:

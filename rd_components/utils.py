@@ -11,24 +11,56 @@ from typing import Any
 
 import torch.distributed as dist
 
-__all__ = ["bundle_root", "default_data_dir", "unique_run_name", "is_rank0", "read_datalist_info", "class_names",
+__all__ = ["bundle_root", "running_workflow", "default_data_dir", "unique_run_name", "is_rank0", "read_datalist_info", "class_names",
            "resolve_datalist", "install_one_line_errors"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def bundle_root(name: str) -> str:
-    """Folder of bundle ``name``: ``$RD_BUNDLES_DIR/<name>`` or ``<repository>/bundles/<name>``."""
-    base = Path(os.environ.get("RD_BUNDLES_DIR", _REPO_ROOT / "bundles"))
-    path = base / name
-    if not path.is_dir():
-        raise FileNotFoundError(f"Bundle folder {path} not found; pass --bundle_root <folder of the bundle>.")
-    return str(path)
+def running_workflow() -> Any | None:
+    """The MONAI ``ConfigWorkflow`` whose config is being evaluated, or ``None``.
+
+    MONAI hands config expressions no reference to the workflow that runs them, so it is found on
+    the call stack: the nearest frame whose ``self`` is a ``ConfigWorkflow``. That covers
+    ``python -m monai.bundle run`` and ``monai.bundle.run(...)`` / ``ConfigWorkflow`` in Python alike.
+    """
+    import inspect
+
+    from monai.bundle import ConfigWorkflow
+
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            candidate = frame.f_locals.get("self")
+            if isinstance(candidate, ConfigWorkflow):
+                return candidate
+            frame = frame.f_back
+        return None
+    finally:
+        del frame
+
+
+def bundle_root() -> str:
+    """Folder of the bundle being run: the folder above the ``configs/`` folder of its first
+    config file, wherever the bundle was copied. Scripts that parse a config themselves (no
+    running workflow) set ``bundle_root`` in the parser; users may pass ``--bundle_root``.
+    """
+    workflow = running_workflow()
+    if workflow is None:
+        raise RuntimeError("bundle_root is only known while MONAI runs the bundle's config; "
+                           "set it explicitly (--bundle_root <folder of the bundle>).")
+    root = Path(workflow.config_root_path).resolve()
+    return str(root.parent if root.name == "configs" else root)
 
 
 def default_data_dir() -> str:
-    """Where the embedded datasets are built: ``$RD_DATA_DIR`` or ``<repository>/data``."""
-    return str(Path(os.environ.get("RD_DATA_DIR", _REPO_ROOT / "data")))
+    """Where the embedded datasets are built: ``$RD_DATA_DIR``; in a source checkout
+    ``<repository>/data``; for an installed package ``~/.cache/rd_components/data``."""
+    if "RD_DATA_DIR" in os.environ:
+        return os.environ["RD_DATA_DIR"]
+    if (_REPO_ROOT / "bundles").is_dir() and (_REPO_ROOT / "rd_components").is_dir():
+        return str(_REPO_ROOT / "data")
+    return str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rd_components" / "data")
 
 
 def unique_run_name(prefix: str = "rd") -> str:
@@ -118,37 +150,19 @@ def resolve_datalist(dataset_dir: str | os.PathLike, output_dir: str | os.PathLi
     return str(ensure_dataset(dataset_dir, **build_kwargs))
 
 
-def write_executed_config(folder: str | os.PathLike, argv: list[str] | None = None) -> str | None:
-    """Write the config this process runs (its ``--config_file`` files merged, with the
-    command-line overrides applied) to ``<folder>/executed_config.json``; return the path.
-
-    Returns ``None`` when the process was not started with ``--config_file`` (e.g. a workflow
-    built in Python), since there is then no file-based config to record.
+def write_executed_config(folder: str | os.PathLike) -> str | None:
+    """Write the config this process runs (its config files merged, command-line overrides
+    applied, as the running MONAI workflow holds it) to ``<folder>/executed_config.json``;
+    return the path, or ``None`` when no MONAI workflow runs this process.
     """
-    import sys
-
     from monai.bundle import ConfigParser
 
-    args = list(sys.argv if argv is None else argv)
-    if "--config_file" not in args:
+    workflow = running_workflow()
+    if workflow is None:
         return None
-    position = args.index("--config_file")
-    files = args[position + 1]
-    if files.startswith("["):
-        files = [f.strip(" '\"") for f in files.strip("[]").split(",") if f.strip()]
-    parser = ConfigParser(ConfigParser.load_config_files(files))
-    rest = args[position + 2 :] + args[:position]
-    for i, token in enumerate(rest):
-        if token.startswith("--") and token not in ("--config_file", "--meta_file", "--logging_file") and i + 1 < len(rest):
-            value = rest[i + 1]
-            try:
-                parsed: Any = json.loads(value)
-            except (json.JSONDecodeError, TypeError):
-                parsed = value
-            parser[token[2:]] = parsed
     path = Path(folder) / "executed_config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    ConfigParser.export_config_file(parser.get(), str(path), fmt="json", indent=2)
+    ConfigParser.export_config_file(workflow.parser.get(), str(path), fmt="json", indent=2)
     return str(path)
 
 

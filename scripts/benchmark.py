@@ -55,6 +55,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+REPO = Path(__file__).resolve().parents[1]
 BUNDLES = {"2d": "rd_classification_2d", "3d": "rd_classification_3d"}
 QUICK_SAMPLES = {"2d": 64, "3d": 32}  # two steps per epoch at the bundles' batch sizes (32, 16)
 BARS = {  # metric -> (comparison, bar per bundle)
@@ -118,10 +119,8 @@ def auto_threads() -> int:
 
 
 def bundle_config_path(bundle: str) -> Path:
-    """``configs/train.yaml`` of the bundle (honours ``$RD_BUNDLES_DIR`` like the bundles do)."""
-    from rd_components.utils import bundle_root
-
-    return Path(bundle_root(BUNDLES[bundle])) / "configs" / "train.yaml"
+    """``configs/train.yaml`` of the bundle."""
+    return REPO / "bundles" / BUNDLES[bundle] / "configs" / "train.yaml"
 
 
 def load_setup(bundle: str, data_root: Path, n_train: int | None) -> dict[str, Any]:
@@ -143,6 +142,7 @@ def load_setup(bundle: str, data_root: Path, n_train: int | None) -> dict[str, A
     config = bundle_config_path(bundle)
     parser = ConfigParser()
     parser.read_config(str(config))
+    parser["bundle_root"] = str(config.parent.parent)   # parsed here, not run by MONAI
     value = parser.get_parsed_content
     task, dims, fmt, label_set = value("task"), value("spatial_dims"), value("data_format"), value("label_set")
     sizes = default_sizes(task, label_set, dims)

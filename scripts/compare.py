@@ -112,6 +112,8 @@ def load_bundle(args, common: dict, method: str, seed: int, fraction: float):
     if (REPO / "bundles" / "methods" / f"{method}.yaml").is_file():
         configs.append(str(REPO / "bundles" / "methods" / f"{method}.yaml"))
     parser = ConfigParser(ConfigParser.load_config_files(configs))
+    # parsed here, not run by MONAI: the bundle's folder cannot be found from the workflow
+    parser["bundle_root"] = str(REPO / "bundles" / args.bundle)
     for key, value in {**common, "seed": seed, "label_fraction": fraction, "output_dir": str(args.out / "shared")}.items():
         parser[key] = value
     return parser

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +12,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def bundle_configs(bundle: str, *names: str) -> str:
-    """``--config_file`` value for configs of ``bundle``; a name with a folder (``common/x.yaml``)
-    is taken relative to ``bundles/``."""
-    paths = [str(REPO / "bundles" / name if "/" in name else REPO / "bundles" / bundle / "configs" / name) for name in names]
+def bundle_configs(bundle: str | Path, *names: str) -> str:
+    """``--config_file`` value for the configs ``names`` of ``bundles/<bundle>/configs/`` (or of
+    ``<bundle>/configs/`` when ``bundle`` is a folder, a copied bundle); a name with a folder
+    (``methods/kd.yaml``) is taken relative to ``bundles/``."""
+    folder = bundle if isinstance(bundle, Path) else REPO / "bundles" / bundle
+    paths = [str(REPO / "bundles" / name if "/" in name else folder / "configs" / name) for name in names]
     return paths[0] if len(paths) == 1 else json.dumps(paths)
+
+
+def copy_bundle(bundle: str, destination: Path) -> Path:
+    """Copy ``bundles/<bundle>`` (configs, docs, licence; no outputs) to ``destination``."""
+    shutil.copytree(REPO / "bundles" / bundle, destination, ignore=shutil.ignore_patterns("eval", "models", "predictions"))
+    return destination
 
 
 def bundle_command(run_id: str, config_file: str, **overrides) -> list[str]:

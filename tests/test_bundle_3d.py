@@ -91,11 +91,11 @@ def _train_evaluate_infer(tmp_path, fmt):
     assert model(torch.rand(2, 1, PATCH, PATCH, PATCH)).shape == (2, 3)
 
     # evaluation on the test split (student only, no teacher): metrics JSON, its own FINISHED run
-    run_bundle("evaluating", bundle_configs(BUNDLE, "train.yaml", "common/evaluate.yaml"), tmp_path, **common)
+    run_bundle("evaluating", bundle_configs(BUNDLE, "train.yaml", "evaluate.yaml"), tmp_path, **common)
     (metrics_file,) = out.glob("evaluate-*/metrics.json")
     metrics = json.loads(metrics_file.read_text())
     assert metrics["split"] == "test" and metrics["num_samples"] == N_TEST
-    assert 0.0 <= metrics["metrics"]["val_accuracy"] <= 1.0
+    assert 0.0 <= metrics["metrics"]["eval_accuracy"] <= 1.0
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
 

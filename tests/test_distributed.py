@@ -19,7 +19,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
                              progress=False)
     out, ckpt = tmp_path / "eval", tmp_path / "models"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "monai.bundle", "run", "training",
-           "--config_file", bundle_configs("rd_classification_2d", "train.yaml", "common/multi_gpu_train.yaml"),
+           "--config_file", bundle_configs("rd_classification_2d", "train.yaml", "multi_gpu_train.yaml"),
            "--dataset_dir", str(datalist.parent), "--output_dir", str(out), "--ckpt_dir", str(ckpt),
            "--patch_size", "[32, 32]", "--batch_size", "4", "--epochs", "2", "--experiment_name", "ddp"]
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}

@@ -32,10 +32,11 @@ def _free_port() -> int:
 
 
 class _FakeServer:
-    """A local HTTP server answering every GET with ``status`` (stands in for MLflow or a wrong service)."""
+    """A local HTTP server answering every request with ``status`` (stands in for MLflow or a wrong
+    service): an MLflow JSON body on 200, plain text otherwise, as proxies and other services send."""
 
     def __init__(self, status: int) -> None:
-        body = json.dumps({"experiments": []}).encode()
+        body = json.dumps({"experiments": []}).encode() if status == 200 else b"Unauthorized" if status == 401 else b"Not Found"
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server API)
@@ -44,6 +45,8 @@ class _FakeServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            do_POST = do_GET  # noqa: N815 (MLflow's client posts some searches)
 
             def log_message(self, *args):
                 pass

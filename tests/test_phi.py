@@ -127,7 +127,7 @@ def test_no_dicom_identifier_leaks_from_train_evaluate_infer(tmp_path):
     common = dict(dataset_dir=str(data_dir), output_dir=str(out), ckpt_dir=str(ckpt), data_format="dicom",
                   patch_size=[32, 32], batch_size=6, experiment_name="phi", registered_model_name="phi_student")
     logs = {"training": _run("training", bundle_configs(BUNDLE, "train.yaml"), work, epochs=1, **common)}
-    logs["evaluating"] = _run("evaluating", bundle_configs(BUNDLE, "train.yaml", "common/evaluate.yaml"), work, **common)
+    logs["evaluating"] = _run("evaluating", bundle_configs(BUNDLE, "train.yaml", "evaluate.yaml"), work, **common)
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     for path in [p for p in files if p.parent.name == "test"][:4]:

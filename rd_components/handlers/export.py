@@ -27,15 +27,17 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike, example: torch
     the fallback is logged. Raises ``RuntimeError`` when the exported model disagrees with eager
     by more than ``atol``.
     """
+    from monai.networks.utils import convert_to_torchscript
+
     model = model.eval()
     try:
-        exported = torch.jit.script(model)
+        exported = convert_to_torchscript(model)
     except Exception as error:
         logger.warning("TorchScript scripting of %s failed (%s: %s); tracing it on a %s input instead.",
                        type(model).__name__, type(error).__name__, str(error).splitlines()[0][:120], tuple(example.shape))
-        with torch.no_grad(), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            exported = torch.jit.trace(model, example, check_trace=False)
+            exported = convert_to_torchscript(model, use_trace=True, inputs=[example], check_trace=False)
     with torch.no_grad():
         diff = float((exported(example) - model(example)).abs().max())
     if diff > atol:

@@ -52,9 +52,10 @@ def plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, class_names
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from sklearn.metrics import confusion_matrix
+
     k = len(class_names)
-    counts = np.zeros((k, k), dtype=np.int64)
-    np.add.at(counts, (labels, predicted), 1)
+    counts = confusion_matrix(labels, predicted, labels=list(range(k)))
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * k, 0.8 + 0.6 * k))
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)

@@ -60,9 +60,9 @@ class KDLoss(nn.Module):
         with autocast_disabled(student_logits.device.type):
             log_p_s = F.log_softmax(student_logits.float() / tau, dim=1)
             log_p_t = F.log_softmax(teacher_logits.float() / tau, dim=1)
-            # From log-probabilities on both sides: a teacher probability that underflows to 0
-            # still has a finite log, so 0 * finite = 0 instead of 0 * log(0) = NaN.
-            kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1) * tau**2
+            # log_target: the teacher side stays a log-probability, so a probability that
+            # underflows to 0 still has a finite log (0 * finite = 0, not 0 * log(0) = NaN)
+            kl = F.kl_div(log_p_s, log_p_t, reduction="none", log_target=True).sum(dim=1) * tau**2
         if self.reduction == "none":
             return kl
         if self.reduction == "sum":
