@@ -40,16 +40,41 @@ def running_workflow() -> Any | None:
         del frame
 
 
-def bundle_root() -> str:
-    """Folder of the bundle being run: the folder above the ``configs/`` folder of its first
-    config file, wherever the bundle was copied. Scripts that parse a config themselves (no
-    running workflow) set ``bundle_root`` in the parser; users may pass ``--bundle_root``.
-    """
+def _config_folder_on_stack() -> Path | None:
+    # the config file of the MONAI bundle command that is evaluating this expression: a running
+    # ConfigWorkflow knows it; MONAI's other commands (verify_net_in_out, ckpt_export, ...) keep
+    # it in a local variable of the monai.bundle function that parses it
     workflow = running_workflow()
-    if workflow is None:
-        raise RuntimeError("bundle_root is only known while MONAI runs the bundle's config; "
+    if workflow is not None:
+        return Path(workflow.config_root_path)
+    import inspect
+
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            if str(frame.f_globals.get("__name__", "")).startswith("monai.bundle"):
+                for name in ("config_file_", "config_file"):
+                    value = frame.f_locals.get(name)
+                    first = value[0] if isinstance(value, (list, tuple)) and value else value
+                    if isinstance(first, (str, os.PathLike)) and Path(first).is_file():
+                        return Path(first).parent
+            frame = frame.f_back
+        return None
+    finally:
+        del frame
+
+
+def bundle_root() -> str:
+    """Folder of the bundle being run: the folder above the ``configs/`` folder of the first
+    config file given to MONAI's bundle command (``run``, ``verify_net_in_out``,
+    ``ckpt_export``, ...), wherever the bundle was copied. Scripts that parse a config
+    themselves set ``bundle_root`` in the parser; users may pass ``--bundle_root``.
+    """
+    folder = _config_folder_on_stack()
+    if folder is None:
+        raise RuntimeError("bundle_root is only known while a MONAI bundle command reads the bundle's config; "
                            "set it explicitly (--bundle_root <folder of the bundle>).")
-    root = Path(workflow.config_root_path).resolve()
+    root = folder.resolve()
     return str(root.parent if root.name == "configs" else root)
 
 

@@ -37,8 +37,10 @@ def bundle_command(run_id: str, config_file: str, **overrides) -> list[str]:
 
 
 def bundle_env() -> dict[str, str]:
-    """Environment of a bundle run: quiet warnings, 2 threads, no inherited MLflow URI."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "2"}
+    """Environment of a bundle run: quiet warnings, no inherited MLflow URI, 2 threads (1 when
+    pytest-xdist runs tests side by side, so the workers do not oversubscribe the cores)."""
+    threads = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": threads}
     env.pop("MLFLOW_TRACKING_URI", None)
     return env
 

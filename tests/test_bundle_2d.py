@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -58,8 +59,12 @@ def _train_evaluate_infer(tmp_path, fmt):
             f"{run.info.run_name}/executed_config.json"} <= artifacts
     version = client.get_latest_versions(f"tiny_{fmt}")[0]
     mlflow.set_tracking_uri(f"sqlite:///{out / 'mlruns.db'}")
-    model = mlflow.pytorch.load_model(f"models:/tiny_{fmt}/{version.version}")
-    assert model(torch.rand(2, 1, 32, 32)).shape == (2, 3)
+    model_uri = f"models:/tiny_{fmt}/{version.version}"
+    model = mlflow.pytorch.load_model(model_uri)
+    assert model(torch.rand(5, 1, 32, 32)).shape == (5, 3)  # any batch size
+    # saved as a torch.export program (no pickle), its output columns named
+    assert mlflow.models.get_model_info(model_uri).metadata["class_names"] == ["grey matter", "white matter", "CSF/other"]
+    assert (Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "registered"))) / "data" / "model.pt2").is_file()
 
     # evaluation on the test split: metrics JSON, its own FINISHED run
     run_bundle("evaluating", bundle_configs(bundle, "train.yaml", "evaluate.yaml"), tmp_path, **common)

@@ -76,3 +76,14 @@ def test_bundle_root_outside_a_workflow_is_a_clear_error():
 
     with pytest.raises(RuntimeError, match="--bundle_root"):
         bundle_root()
+
+
+def test_model_zoo_commands_find_the_copied_bundle(tmp_path):
+    """MONAI commands other than ``run`` (here ``verify_net_in_out``) resolve bundle_root too."""
+    from monai.bundle import verify_net_in_out
+
+    copy = tmp_path / "my_bundle"
+    shutil.copytree(REPO / "bundles" / "rd_classification_2d", copy)
+    verify_net_in_out("network_def", meta_file=str(copy / "configs" / "metadata.json"),
+                      config_file=str(copy / "configs" / "train.yaml"), dataset_dir=str(tmp_path / "data"))
+    assert (tmp_path / "data").is_dir()

@@ -19,13 +19,15 @@ __all__ = ["MLflowRegistryHandler"]
 logger = logging.getLogger(__name__)
 
 
-def student_requirements() -> list[str]:
-    """Pip requirements of the logged student: the pickled ``nn.Module`` needs torch (the
-    version it was saved with, without a local ``+cpu`` / ``+cu121`` label), numpy and cloudpickle."""
+def student_requirements(serialization_format: str = "pt2") -> list[str]:
+    """Pip requirements of the logged student: torch (the version it was saved with, without a
+    local ``+cpu`` / ``+cu121`` label) and numpy; cloudpickle too for the pickle fallback."""
     from importlib.metadata import version
 
-    return [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={version('numpy')}",
-            f"cloudpickle=={version('cloudpickle')}"]
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={version('numpy')}"]
+    if serialization_format == "pickle":
+        requirements.append(f"cloudpickle=={version('cloudpickle')}")
+    return requirements
 
 
 class MLflowRegistryHandler:
@@ -33,8 +35,11 @@ class MLflowRegistryHandler:
 
     On ``COMPLETED`` (attach it *before* the ``MLFlowHandler`` that closes the run): uploads
     ``artifacts`` (files or folders that exist), logs the exported best student with
-    ``mlflow.pytorch.log_model`` (pickle format, with an input example) and registers it as
-    ``registered_model_name``. On ``EXCEPTION_RAISED``: marks the run FAILED, so a crashed run is
+    ``mlflow.pytorch.log_model`` and registers it as ``registered_model_name``. The student is
+    saved as a ``torch.export`` program (``pt2``: loading it runs no pickled code; batch size
+    dynamic); a model that ``torch.export`` cannot capture (e.g. ``peft`` adapters) falls back
+    to pickle, with a warning. The model's metadata names the output columns
+    (``class_names``): it returns logits ``(N, K)``, softmax gives probabilities. On ``EXCEPTION_RAISED``: marks the run FAILED, so a crashed run is
     never left RUNNING, and re-raises.
 
     Args:
@@ -88,23 +93,35 @@ class MLflowRegistryHandler:
         if self.exporter is None or self.exporter.exported is None:
             return
         model = self.exporter.exported
-        example = torch.rand(self.exporter.example_shape).numpy()
+        # batch 2: torch.export keeps a size-1 dimension static, a larger one dynamic
+        example = torch.rand((2, *self.exporter.example_shape[1:])).numpy()
+        class_names = self.exporter.model_info.get("class_names")
+        metadata = {"class_names": class_names, "output": "logits (N, K), one column per class name; softmax for probabilities"}
         mlflow.set_tracking_uri(client.tracking_uri)
         with mlflow.start_run(run_id=run_id):
-            info = mlflow.pytorch.log_model(
-                model,
-                name="student",
-                input_example=example,
-                registered_model_name=self.registered_model_name,
-                serialization_format="pickle",
-                # stated, not inferred: MLflow's inference imports the model in a subprocess
-                # (about 20 s per run on 2 CPU cores) to find what the student needs
-                pip_requirements=student_requirements(),
-            )
+            try:
+                info = self._log(model, example, metadata, "pt2")
+            except Exception as error:
+                logger.warning("torch.export could not capture %s (%s: %s); logging it in pickle format instead.",
+                               type(model).__name__, type(error).__name__, str(error).splitlines()[0][:160] if str(error) else "")
+                info = self._log(model, example, metadata, "pickle")
         self.model_uri = info.model_uri
         self.model_version = None if info.registered_model_version is None else str(info.registered_model_version)
         logger.info("Student logged to MLflow run %s as %s (registered: %s v%s).", run_id, info.model_uri,
                     self.registered_model_name, self.model_version)
+
+    def _log(self, model: torch.nn.Module, example, metadata: dict, serialization_format: str):
+        return mlflow.pytorch.log_model(
+            model,
+            name="student",
+            input_example=example,
+            registered_model_name=self.registered_model_name,
+            serialization_format=serialization_format,
+            metadata=metadata,
+            # stated, not inferred: MLflow's inference imports the model in a subprocess
+            # (about 20 s per run on 2 CPU cores) to find what the student needs
+            pip_requirements=student_requirements(serialization_format),
+        )
 
     def failed(self, engine: Engine, error: Exception) -> None:
         """Mark the run FAILED and re-raise ``error``."""

@@ -1,0 +1,48 @@
+"""Write the measured test figures of a bundle's default run into its ``metadata.json``.
+
+``eval_metrics`` of a model-zoo ``metadata.json`` states what the bundle's default run scores.
+This copies them from the ``metrics.json`` that the bundle's ``evaluate.yaml`` wrote, so the
+figure in the metadata is the figure that was measured, with the run it came from::
+
+    python -m monai.bundle run training --config_file bundles/rd_classification_2d/configs/train.yaml
+    python -m monai.bundle run evaluating --config_file "['bundles/rd_classification_2d/configs/train.yaml','bundles/rd_classification_2d/configs/evaluate.yaml']"
+    python scripts/update_metadata.py --bundle rd_classification_2d --metrics bundles/rd_classification_2d/eval/evaluate-*/metrics.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
+# metrics.json key -> metadata key (model-zoo bundles name metrics without a split prefix)
+RENAMES = {"eval_accuracy": "accuracy", "eval_auc": "macro_auc", "eval_macro_f1": "macro_f1"}
+
+
+def eval_metrics(metrics_file: Path) -> dict:
+    """``eval_metrics`` entry for ``metadata.json`` from an evaluation's ``metrics.json``."""
+    result = json.loads(metrics_file.read_text())
+    missing = [key for key in RENAMES if key not in result.get("metrics", {})]
+    if missing:
+        raise KeyError(f"{metrics_file}: no {missing}; is it the metrics.json of the bundle's evaluate.yaml?")
+    figures = {name: round(float(result["metrics"][key]), 4) for key, name in RENAMES.items()}
+    return {**figures, "split": result.get("split"), "num_samples": result.get("num_samples")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", required=True, help="bundle folder name under bundles/")
+    parser.add_argument("--metrics", required=True, type=Path, help="metrics.json written by the bundle's evaluate.yaml")
+    args = parser.parse_args(argv)
+    meta_file = BUNDLES_DIR / args.bundle / "configs" / "metadata.json"
+    metadata = json.loads(meta_file.read_text())
+    metadata["eval_metrics"] = eval_metrics(args.metrics)
+    meta_file.write_text(json.dumps(metadata, indent=4) + "\n")
+    print(f"{meta_file.relative_to(BUNDLES_DIR.parent)}: eval_metrics = {metadata['eval_metrics']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
