@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 from bundle_helpers import bundle_configs, copy_bundle, run_bundle
@@ -60,11 +61,15 @@ def _train_evaluate_infer(tmp_path, fmt):
     version = client.get_latest_versions(f"tiny_{fmt}")[0]
     mlflow.set_tracking_uri(f"sqlite:///{out / 'mlruns.db'}")
     model_uri = f"models:/tiny_{fmt}/{version.version}"
-    model = mlflow.pytorch.load_model(model_uri)
-    assert model(torch.rand(5, 1, 32, 32)).shape == (5, 3)  # any batch size
-    # saved as a torch.export program (no pickle), its output columns named
-    assert mlflow.models.get_model_info(model_uri).metadata["class_names"] == ["grey matter", "white matter", "CSF/other"]
-    assert (Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "registered"))) / "data" / "model.pt2").is_file()
+    # TorchScript behind a pyfunc logged as code (no pickle): class names and probabilities, any batch
+    answer = mlflow.pyfunc.load_model(model_uri).predict(np.random.rand(5, 1, 32, 32).astype(np.float32))
+    names = ["grey matter", "white matter", "CSF/other"]
+    assert list(answer.columns) == ["predicted_class"] + [f"prob_{n}" for n in names] and len(answer) == 5
+    assert np.allclose(answer[[f"prob_{n}" for n in names]].sum(axis=1), 1.0, atol=1e-5)
+    assert set(answer["predicted_class"]) <= set(names)
+    assert mlflow.models.get_model_info(model_uri).metadata["class_names"] == names
+    stored = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(tmp_path / "registered")))
+    assert not list(stored.rglob("*.pkl")) and list(stored.rglob("model.ts"))
 
     # evaluation on the test split: metrics JSON, its own FINISHED run
     run_bundle("evaluating", bundle_configs(bundle, "train.yaml", "evaluate.yaml"), tmp_path, **common)

@@ -87,8 +87,9 @@ def _train_evaluate_infer(tmp_path, fmt):
     assert {f"{run.info.run_name}/confusion_matrix.png", f"{run.info.run_name}/executed_config.json"} <= artifacts
     version = client.get_latest_versions(f"tiny3d_{fmt}")[0]
     mlflow.set_tracking_uri(f"sqlite:///{out / 'mlruns.db'}")
-    model = mlflow.pytorch.load_model(f"models:/tiny3d_{fmt}/{version.version}")
-    assert model(torch.rand(2, 1, PATCH, PATCH, PATCH)).shape == (2, 3)
+    answer = mlflow.pyfunc.load_model(f"models:/tiny3d_{fmt}/{version.version}").predict(
+        np.random.rand(2, 1, PATCH, PATCH, PATCH).astype(np.float32))
+    assert answer.shape == (2, 4) and answer.columns[0] == "predicted_class"
 
     # evaluation on the test split (student only, no teacher): metrics JSON, its own FINISHED run
     run_bundle("evaluating", bundle_configs(BUNDLE, "train.yaml", "evaluate.yaml"), tmp_path, **common)

@@ -7,8 +7,8 @@ from monai.data import DataLoader
 from monai.engines.utils import IterationEvents
 from torch import nn
 
-from rd_components.engines import RDEvaluator, RDTrainer, TeacherFeatureSource
-from rd_components.handlers import TeacherFeatureCache, stacked_output
+from rd_components.engines import RDEvaluator, RDTrainer, TeacherFeatureSource, stacked_output
+from rd_components.foundation import TeacherFeatureCache
 from rd_components.losses import RDLoss
 from rd_components.networks import DeployableStudent, Reprogrammer, SharedClassifier, create_student
 

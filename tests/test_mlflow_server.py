@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -220,17 +221,34 @@ def test_bundle_trains_against_a_real_mlflow_server(tmp_path, mlflow_server):
 
     (version,) = client.search_model_versions("name='tiny_http'")
     assert version.run_id == run.info.run_id
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    # the registered student answers a REST request of `mlflow models serve` with class names
+    # and probabilities (the pyfunc of rd_components.serving around model.ts)
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    serve_log = tmp_path / "serve.log"
+    serve = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
+                              f"models:/tiny_http/{version.version}", "--env-manager", "local", "-h", "127.0.0.1",
+                              "-p", str(port)], env=env, stdout=serve_log.open("wb"), stderr=subprocess.STDOUT,
+                             start_new_session=True)
     try:
-        model = mlflow.pytorch.load_model(f"models:/tiny_http/{version.version}")
+        body = json.dumps({"inputs": torch.rand(3, 1, 32, 32).tolist()}).encode()
+        answer, deadline = None, time.monotonic() + 120
+        while answer is None:
+            if serve.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"mlflow models serve did not answer:\n{serve_log.read_text()[-4000:]}")
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                                 headers={"Content-Type": "application/json"})
+                answer = json.loads(urllib.request.urlopen(request, timeout=10).read())["predictions"]
+            except OSError:
+                time.sleep(1)
     finally:
-        mlflow.set_tracking_uri(previous)
-    with torch.no_grad():
-        probs = model(torch.rand(3, 1, 32, 32)).softmax(1)
-    assert probs.shape == (3, 3) and torch.allclose(probs.sum(1), torch.ones(3))
+        _stop(serve)
+    names = ["grey matter", "white matter", "CSF/other"]
+    assert len(answer) == 3 and all(row["predicted_class"] in names for row in answer)
+    assert all(abs(sum(row[f"prob_{n}"] for n in names) - 1) < 1e-5 for row in answer)
 
     # artifacts went through the server's proxy into its --artifacts-destination
     stored = {p.name for p in (server_root / "artifacts").rglob("*") if p.is_file()}
     assert {"history.json", "training_curves.png", "executed_config.json"} <= stored
-    assert any(name.endswith(".pth") or name == "data.pkl" or name.endswith(".pkl") for name in stored), stored
+    assert "model.ts" in stored and not any(name.endswith(".pkl") for name in stored), stored

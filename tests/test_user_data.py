@@ -159,7 +159,7 @@ def test_cache_without_ids_says_so_once(caplog):
     import torch
 
     from rd_components.engines import TeacherFeatureSource
-    from rd_components.handlers import TeacherFeatureCache
+    from rd_components.foundation import TeacherFeatureCache
 
     source = TeacherFeatureSource(torch.nn.Conv2d(1, 2, 1), TeacherFeatureCache("t", "w"))
     with caplog.at_level(logging.WARNING):

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..handlers.feature_cache import TeacherFeatureCache
+from ..foundation.feature_cache import TeacherFeatureCache
 
 __all__ = ["TeacherFeatureSource"]
 
@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 
 class TeacherFeatureSource(nn.Module):
-    """Frozen teacher plus an optional :class:`TeacherFeatureCache`.
+    """Frozen teacher plus an optional :class:`~rd_components.foundation.TeacherFeatureCache`.
 
     With a cache, each batch needs the sample ids (``id_key``; the image's source file name, when
     the batch carries it as MONAI metadata, is added to the key) and, when the teacher's input is

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FrozenTeacher, load_checkpoint, unwrap_state_dict
+from .base import FrozenTeacher
+from .weights import load_checkpoint, unwrap_state_dict
 
 __all__ = ["EfficientNetLite", "EfficientNetLiteTeacher", "LITE_VARIANTS", "LITE_WEIGHTS"]
 

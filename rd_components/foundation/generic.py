@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import FrozenTeacher, load_checkpoint, unwrap_state_dict, verify_sha256
+from .base import FrozenTeacher
+from .weights import load_checkpoint, unwrap_state_dict, verify_sha256
 
 __all__ = ["MonaiTeacher", "TorchScriptTeacher", "resolve_feature_layer"]
 

@@ -28,7 +28,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from .base import FrozenTeacher, load_checkpoint, unwrap_state_dict
+from .base import FrozenTeacher
+from .weights import load_checkpoint, unwrap_state_dict
 
 __all__ = [
     "I3ResNet152",

@@ -1,10 +1,9 @@
-"""Handlers: teacher feature cache, progress, reports and plots, export, MLflow registry."""
+"""Handlers: distillation schedule, resumable checkpoints, progress, predictions, reports and plots,
+export, MLflow registry."""
 
 from .csv_writer import PredictionCSVWriter
 from .distill_schedule import DistillationSchedule, distill_scale
 from .export import StudentExportHandler, export_torchscript
-from .feature_cache import TeacherFeatureCache
-from .metrics import stacked_output
 from .mlflow_registry import MLflowRegistryHandler
 from .predictions import PredictionCollector
 from .progress import ProgressBarHandler
@@ -21,12 +20,10 @@ __all__ = [
     "ProgressBarHandler",
     "ResumableCheckpoint",
     "StudentExportHandler",
-    "TeacherFeatureCache",
     "TrainingReportHandler",
     "export_torchscript",
     "plot_confusion_matrix",
     "plot_training_curves",
     "read_resume_checkpoint",
     "resumed_run_name",
-    "stacked_output",
 ]

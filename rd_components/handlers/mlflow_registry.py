@@ -19,27 +19,24 @@ __all__ = ["MLflowRegistryHandler"]
 logger = logging.getLogger(__name__)
 
 
-def student_requirements(serialization_format: str = "pt2") -> list[str]:
-    """Pip requirements of the logged student: torch (the version it was saved with, without a
-    local ``+cpu`` / ``+cu121`` label) and numpy; cloudpickle too for the pickle fallback."""
+def student_requirements() -> list[str]:
+    """Pip requirements of the served student (:mod:`rd_components.serving`): torch (the version
+    it was saved with, without a local ``+cpu`` / ``+cu121`` label), numpy, pandas and mlflow."""
     from importlib.metadata import version
 
-    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={version('numpy')}"]
-    if serialization_format == "pickle":
-        requirements.append(f"cloudpickle=={version('cloudpickle')}")
-    return requirements
+    return [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={version('numpy')}", f"pandas=={version('pandas')}",
+            f"mlflow=={version('mlflow')}"]
 
 
 class MLflowRegistryHandler:
     """Companion of MONAI's ``MLFlowHandler`` for the end of a training run.
 
     On ``COMPLETED`` (attach it *before* the ``MLFlowHandler`` that closes the run): uploads
-    ``artifacts`` (files or folders that exist), logs the exported best student with
-    ``mlflow.pytorch.log_model`` and registers it as ``registered_model_name``. The student is
-    saved as a ``torch.export`` program (``pt2``: loading it runs no pickled code; batch size
-    dynamic); a model that ``torch.export`` cannot capture (e.g. ``peft`` adapters) falls back
-    to pickle, with a warning. The model's metadata names the output columns
-    (``class_names``): it returns logits ``(N, K)``, softmax gives probabilities. On ``EXCEPTION_RAISED``: marks the run FAILED, so a crashed run is
+    ``artifacts`` (files or folders that exist), logs the exported best student and registers
+    it as ``registered_model_name``: the TorchScript ``model.ts`` behind the small pyfunc of
+    :mod:`rd_components.serving` (logged as model from code, so loading it deserialises no
+    pickle), answering ``(N, C, *spatial)`` arrays with the predicted class name and one
+    probability per class, also through ``mlflow models serve``. On ``EXCEPTION_RAISED``: marks the run FAILED, so a crashed run is
     never left RUNNING, and re-raises.
 
     Args:
@@ -92,36 +89,27 @@ class MLflowRegistryHandler:
                 client.log_artifact(run_id, str(path))
         if self.exporter is None or self.exporter.exported is None:
             return
-        model = self.exporter.exported
-        # batch 2: torch.export keeps a size-1 dimension static, a larger one dynamic
-        example = torch.rand((2, *self.exporter.example_shape[1:])).numpy()
-        class_names = self.exporter.model_info.get("class_names")
-        metadata = {"class_names": class_names, "output": "logits (N, K), one column per class name; softmax for probabilities"}
+        from .. import serving
+
+        exporter = self.exporter
         mlflow.set_tracking_uri(client.tracking_uri)
         with mlflow.start_run(run_id=run_id):
-            try:
-                info = self._log(model, example, metadata, "pt2")
-            except Exception as error:
-                logger.warning("torch.export could not capture %s (%s: %s); logging it in pickle format instead.",
-                               type(model).__name__, type(error).__name__, str(error).splitlines()[0][:160] if str(error) else "")
-                info = self._log(model, example, metadata, "pickle")
+            info = mlflow.pyfunc.log_model(
+                name="student",
+                python_model=serving.__file__,
+                artifacts={"model": str(exporter.script_path), "model_info": str(exporter.ckpt_dir / "model_info.json")},
+                # batch 2 and the bundle's patch: the signature MLflow infers keeps the batch free
+                input_example=torch.rand((2, *exporter.example_shape[1:])).numpy(),
+                registered_model_name=self.registered_model_name,
+                metadata={"class_names": exporter.model_info.get("class_names")},
+                # stated, not inferred: MLflow's inference imports the model in a subprocess
+                # (about 20 s per run on 2 CPU cores) to find what it needs
+                pip_requirements=student_requirements(),
+            )
         self.model_uri = info.model_uri
         self.model_version = None if info.registered_model_version is None else str(info.registered_model_version)
         logger.info("Student logged to MLflow run %s as %s (registered: %s v%s).", run_id, info.model_uri,
                     self.registered_model_name, self.model_version)
-
-    def _log(self, model: torch.nn.Module, example, metadata: dict, serialization_format: str):
-        return mlflow.pytorch.log_model(
-            model,
-            name="student",
-            input_example=example,
-            registered_model_name=self.registered_model_name,
-            serialization_format=serialization_format,
-            metadata=metadata,
-            # stated, not inferred: MLflow's inference imports the model in a subprocess
-            # (about 20 s per run on 2 CPU cores) to find what the student needs
-            pip_requirements=student_requirements(serialization_format),
-        )
 
     def failed(self, engine: Engine, error: Exception) -> None:
         """Mark the run FAILED and re-raise ``error``."""

@@ -1,22 +1,22 @@
-"""Resumable training: the whole training state at every epoch end, written atomically."""
+"""Resumable training: the whole training state at every epoch end, written atomically.
+
+The RNG capture/restore, the parameter fingerprint and the atomic write are in
+:mod:`.training_state`; this module holds the handler and the checkpoint reading.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import random
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
 from ..utils import as_bool
+from .training_state import atomic_torch_save, capture_rng_state, config_fingerprint, restore_rng_state
 
 __all__ = ["ResumableCheckpoint", "resumed_run_name", "read_resume_checkpoint"]
 
@@ -57,32 +57,6 @@ def resumed_run_name(checkpoint_file: str | os.PathLike, resume: bool) -> str | 
     if state is None or state.get("completed"):
         return None
     return state.get("mlflow", {}).get("run_name")
-
-
-def _pack_numpy_state(state: tuple) -> tuple:
-    name, keys, pos, has_gauss, cached = state
-    return name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)
-
-
-def _unpack_numpy_state(state: tuple) -> tuple:
-    name, keys, pos, has_gauss, cached = state
-    return name, keys.numpy().astype(np.uint32), pos, has_gauss, cached
-
-
-def _randomizables(transform: Any) -> list:
-    """MONAI ``Randomizable`` transforms inside ``transform`` (a Compose, a transform or ``None``), in order."""
-    from monai.transforms import Compose, Randomizable
-
-    if transform is None:
-        return []
-    if isinstance(transform, Compose):
-        return [r for t in transform.transforms for r in _randomizables(t)]
-    return [transform] if isinstance(transform, Randomizable) else []
-
-
-def _fingerprint(config: Any) -> tuple[str, dict]:
-    flat = json.loads(json.dumps(config, sort_keys=True, default=str)) if config is not None else {}
-    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest(), flat
 
 
 class ResumableCheckpoint:
@@ -128,7 +102,7 @@ class ResumableCheckpoint:
         self.checkpoint_file = Path(checkpoint_file)
         self.objects = {k: v for k, v in objects.items() if v is not None}
         self.resume = as_bool(resume)
-        self.fingerprint, self.parameters = _fingerprint(fingerprint)
+        self.fingerprint, self.parameters = config_fingerprint(fingerprint)
         self.mlflow_handler = mlflow_handler
         self.random_transforms = random_transforms
         self.save_enabled = save
@@ -153,15 +127,6 @@ class ResumableCheckpoint:
             return None if ranking is None else ranking.state_dict()
         return obj.state_dict()
 
-    def _rng_state(self) -> dict[str, Any]:
-        return {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": _pack_numpy_state(np.random.get_state()),
-            "python": random.getstate(),
-            "transforms": [_pack_numpy_state(t.R.get_state()) for t in _randomizables(self.random_transforms)],
-        }
-
     def state(self, engine: Engine, completed: bool = False) -> dict[str, Any]:
         """Everything needed to continue training ``engine`` after its current epoch."""
         run = getattr(self.mlflow_handler, "cur_run", None)
@@ -174,22 +139,14 @@ class ResumableCheckpoint:
             "epoch_length": engine.state.epoch_length,
             "trainer_best": self._object_state(engine),
             "objects": {name: self._object_state(obj) for name, obj in self.objects.items()},
-            "rng": self._rng_state(),
+            "rng": capture_rng_state(self.random_transforms),
             "mlflow": {"run_id": run.info.run_id if run else None, "run_name": run.info.run_name if run else None},
             "fingerprint": self.fingerprint,
             "parameters": self.parameters,
         }
 
     def _write(self, state: dict[str, Any]) -> None:
-        self.checkpoint_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.checkpoint_file.parent, prefix=".resume-", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, self.checkpoint_file)  # atomic: readers see the old or the new file
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_torch_save(state, self.checkpoint_file, prefix=".resume-")
 
     def save(self, engine: Engine) -> None:
         """Write the checkpoint of the epoch that just completed."""
@@ -241,17 +198,7 @@ class ResumableCheckpoint:
         engine.state.best_metric_epoch = state["trainer_best"]["best_metric_epoch"]
         # ignite continues its epoch loop from these counters
         engine.state.epoch, engine.state.iteration = state["epoch"], state["iteration"]
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        if torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        np.random.set_state(_unpack_numpy_state(rng["numpy"]))
-        random.setstate(rng["python"])
-        transforms = _randomizables(self.random_transforms)
-        if len(transforms) == len(rng["transforms"]):
-            for transform, saved_state in zip(transforms, rng["transforms"]):
-                transform.R.set_state(_unpack_numpy_state(saved_state))
-        else:
+        if not restore_rng_state(state["rng"], self.random_transforms):
             logger.warning("Resume checkpoint %s: random transforms changed; augmentation will not replay exactly.",
                            self.checkpoint_file)
         self.resumed_from_epoch = state["epoch"]

@@ -1,4 +1,4 @@
-"""Output transforms that turn decollated engine outputs into batch tensors for ignite metrics."""
+"""Output transforms that turn the engines' decollated outputs into batch tensors for ignite metrics."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Teacher feature cache: the frozen teacher runs once per (sample, view), not once per epoch."""
+"""Teacher feature cache: storage for frozen-teacher outputs, so the teacher runs once per (sample, view)."""
 
 from __future__ import annotations
 
