@@ -17,17 +17,19 @@ import sys
 from pathlib import Path
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
-# metrics.json key -> metadata key (model-zoo bundles name metrics without a split prefix)
-RENAMES = {"eval_accuracy": "accuracy", "eval_auc": "macro_auc", "eval_macro_f1": "macro_f1"}
+# metrics.json key without its split prefix -> metadata key (model-zoo bundles name metrics
+# without a split; the split is stated beside them)
+RENAMES = {"accuracy": "accuracy", "auc": "macro_auc", "macro_f1": "macro_f1"}
 
 
 def eval_metrics(metrics_file: Path) -> dict:
     """``eval_metrics`` entry for ``metadata.json`` from an evaluation's ``metrics.json``."""
     result = json.loads(metrics_file.read_text())
-    missing = [key for key in RENAMES if key not in result.get("metrics", {})]
+    split = result.get("split")
+    missing = [f"{split}_{key}" for key in RENAMES if f"{split}_{key}" not in result.get("metrics", {})]
     if missing:
         raise KeyError(f"{metrics_file}: no {missing}; is it the metrics.json of the bundle's evaluate.yaml?")
-    figures = {name: round(float(result["metrics"][key]), 4) for key, name in RENAMES.items()}
+    figures = {name: round(float(result["metrics"][f"{split}_{key}"]), 4) for key, name in RENAMES.items()}
     return {**figures, "split": result.get("split"), "num_samples": result.get("num_samples")}
 
 

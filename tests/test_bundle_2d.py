@@ -76,7 +76,7 @@ def _train_evaluate_infer(tmp_path, fmt):
     (metrics_file,) = out.glob("evaluate-*/metrics.json")
     metrics = json.loads(metrics_file.read_text())
     assert metrics["split"] == "test" and metrics["num_samples"] == 6
-    assert 0.0 <= metrics["metrics"]["eval_accuracy"] <= 1.0
+    assert 0.0 <= metrics["metrics"]["test_accuracy"] <= 1.0
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
 

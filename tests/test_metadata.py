@@ -29,9 +29,9 @@ def test_metadata_is_valid_and_states_measured_test_figures(bundle, tmp_path):
 def test_update_metadata_copies_the_evaluation(tmp_path):
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"split": "test", "num_samples": 12,
-                                   "metrics": {"eval_accuracy": 0.75, "eval_auc": 0.9, "eval_macro_f1": 0.7, "other": 1.0}}))
+                                   "metrics": {"test_accuracy": 0.75, "test_auc": 0.9, "test_macro_f1": 0.7, "other": 1.0}}))
     assert update_metadata.eval_metrics(metrics) == {"accuracy": 0.75, "macro_auc": 0.9, "macro_f1": 0.7,
                                                       "split": "test", "num_samples": 12}
     metrics.write_text(json.dumps({"split": "test", "metrics": {"val_accuracy": 0.75}}))
-    with pytest.raises(KeyError, match="eval_accuracy"):
+    with pytest.raises(KeyError, match="test_accuracy"):
         update_metadata.eval_metrics(metrics)
