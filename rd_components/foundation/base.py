@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from monai.networks.utils import freeze_layers
 from torch import nn
 
 from .weights import state_dict_digest
@@ -90,8 +91,7 @@ class FrozenTeacher(nn.Module):
 
     # ----------------------------------------------------------------- frozen behaviour
     def _freeze(self) -> None:
-        for p in self.parameters():
-            p.requires_grad_(False)
+        freeze_layers(self, freeze_vars=".*")  # every parameter; train() below pins eval mode too
         super().train(False)
 
     def train(self, mode: bool = True) -> FrozenTeacher:

@@ -50,6 +50,10 @@ def state_dict_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
 def verify_sha256(path: str | os.PathLike, expected: str | None) -> str:
     """Hash ``path``; raise ``ValueError`` naming the file when ``expected`` is given and differs.
 
+    Not ``monai.apps.utils.check_hash``: it returns a bool, not the digest that becomes the
+    teacher's ``weights_digest`` (the file would be read twice, hundreds of MB for I3ResNet),
+    turns a read error into a mismatch, compares case-sensitively and logs to stdout.
+
     Returns:
         the file's SHA-256 hex digest.
     """

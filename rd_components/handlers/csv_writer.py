@@ -26,6 +26,11 @@ class PredictionCSVWriter:
     Items whose batch entry has a non-empty ``error`` get no prediction, only the reason. Rows
     are sorted by file, then frame.
 
+    Not MONAI's ``ClassificationSaver``: it writes one row of model outputs per item keyed by
+    file name, with no frame, class-name, error or note columns, so an unreadable input would
+    vanish from its CSV instead of being listed with its reason (``tests/test_bundle_2d.py``
+    and ``tests/test_real_world_dicom.py`` check those rows).
+
     Args:
         output_dir: folder of the CSV.
         class_names: the ``K`` class names.

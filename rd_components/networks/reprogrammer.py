@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from monai.networks.blocks import Convolution
+from monai.networks.layers import Conv
 from torch import nn
 
 __all__ = ["Reprogrammer"]
@@ -70,16 +72,11 @@ class Reprogrammer(nn.Module):
             last = nn.Linear(hidden, channels)
             branch = nn.Sequential(nn.LayerNorm(channels), nn.Linear(channels, hidden), nn.GELU(), last)
         else:
-            conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
-            norm = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[spatial_dims]
-            last = conv(hidden, channels, kernel_size=1)
+            # conv -> BatchNorm -> ReLU units in MONAI's own block (norm / act by name)
+            last = Conv[Conv.CONV, spatial_dims](hidden, channels, kernel_size=1)
             branch = nn.Sequential(
-                conv(channels, hidden, kernel_size=1, bias=False),
-                norm(hidden),
-                nn.ReLU(inplace=True),
-                conv(hidden, hidden, kernel_size=kernel, padding=tuple(k // 2 for k in kernel), bias=False),
-                norm(hidden),
-                nn.ReLU(inplace=True),
+                Convolution(spatial_dims, channels, hidden, kernel_size=1, bias=False, norm="batch", act="relu"),
+                Convolution(spatial_dims, hidden, hidden, kernel_size=kernel, bias=False, norm="batch", act="relu"),
                 last,
             )
         # zero-initialised last layer: the block starts as the identity

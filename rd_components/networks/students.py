@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from monai.networks.blocks import Convolution
 from monai.networks.nets import DenseNet121, resnet10, resnet18, resnet34
 from torch import nn
 
@@ -46,12 +47,11 @@ class TinyCNN(nn.Module):
 
     def __init__(self, spatial_dims: int, in_channels: int, channels: tuple[int, ...] = (16, 32, 64)) -> None:
         super().__init__()
-        conv = {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
-        norm = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[spatial_dims]
         layers: list[nn.Module] = []
         previous = in_channels
         for width in channels:
-            layers += [conv(previous, width, 3, stride=2, padding=1, bias=False), norm(width), nn.ReLU(inplace=True)]
+            # stride-2 conv -> BatchNorm -> ReLU, MONAI's block
+            layers.append(Convolution(spatial_dims, previous, width, strides=2, kernel_size=3, bias=False, norm="batch", act="relu"))
             previous = width
         self.layers = nn.Sequential(*layers)
         self.out_channels = previous
