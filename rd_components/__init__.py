@@ -1,9 +1,11 @@
 """Reprogramming Distillation (RD) of medical foundation models into small students.
 
 Subpackages: ``networks`` (reprogrammer, shared classifier, students, deployable student),
-``losses`` (CKA, KD, hint, RD), ``foundation`` (frozen teachers), ``engines`` (RDTrainer and
-evaluators), ``handlers`` (MLflow registry, feature cache, plots), ``data`` (embedded real
-datasets, datalists, transform presets). Importing the package imports all of them, so bundle
+``losses`` (CKA, KD, hint, RD), ``foundation`` (frozen teachers, their feature cache and feature
+source, the teacher linear probe), ``engines`` (RDTrainer and RDEvaluator), ``handlers``
+(checkpoints and resume, reports, export, MLflow registry), ``data`` (embedded real datasets,
+datalists, transform presets). ``data``, ``foundation``, ``losses`` and ``networks`` never import
+``engines`` or ``handlers``. Importing the package imports all of them, so bundle
 configs can write ``$import rd_components`` and then ``rd_components.data.X``.
 """
 

@@ -7,8 +7,8 @@ from monai.data import DataLoader
 from monai.engines.utils import IterationEvents
 from torch import nn
 
-from rd_components.engines import RDEvaluator, RDTrainer, TeacherFeatureSource, stacked_output
-from rd_components.foundation import TeacherFeatureCache
+from rd_components.engines import RDEvaluator, RDTrainer, stacked_output
+from rd_components.foundation import TeacherFeatureCache, TeacherFeatureSource
 from rd_components.losses import RDLoss
 from rd_components.networks import DeployableStudent, Reprogrammer, SharedClassifier, create_student
 
@@ -161,7 +161,7 @@ def test_rd_evaluator_reports_student_and_teacher_branch():
 
 
 def test_baseline_heads_linear_probe_and_pooled_features():
-    from rd_components.engines import fit_linear_probe
+    from rd_components.foundation import fit_linear_probe
     from rd_components.networks import PooledFeatures
 
     loader, teacher, network, _, _, source = _setup(2)

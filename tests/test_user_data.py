@@ -158,8 +158,7 @@ def test_bad_user_data_is_one_line_naming_the_file(tmp_path, case, expected):
 def test_cache_without_ids_says_so_once(caplog):
     import torch
 
-    from rd_components.engines import TeacherFeatureSource
-    from rd_components.foundation import TeacherFeatureCache
+    from rd_components.foundation import TeacherFeatureCache, TeacherFeatureSource
 
     source = TeacherFeatureSource(torch.nn.Conv2d(1, 2, 1), TeacherFeatureCache("t", "w"))
     with caplog.at_level(logging.WARNING):

@@ -10,9 +10,9 @@ from monai.engines.utils import IterationEvents
 from monai.utils.enums import CommonKeys as Keys
 from torch import nn
 
+from ..foundation.teacher_features import TeacherFeatureSource
 from ..networks.deployable import DeployableStudent
 from .branches import teacher_branch
-from .teacher_features import TeacherFeatureSource
 
 __all__ = ["RDEvaluator"]
 

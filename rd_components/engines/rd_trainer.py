@@ -18,9 +18,9 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
+from ..foundation.teacher_features import TeacherFeatureSource
 from ..networks.deployable import DeployableStudent
 from .branches import RDBranches
-from .teacher_features import TeacherFeatureSource
 
 __all__ = ["RDTrainer", "LOSS_TERMS"]
 

@@ -1,4 +1,8 @@
-"""Fit a linear probe on frozen (cached) teacher features."""
+"""Fit a linear probe on frozen (cached) teacher features.
+
+A scikit-learn logistic regression on the pooled features of the frozen teacher: the reference
+``linear_probe`` of ``scripts/compare.py`` and the fixed KD targets of ``bundles/methods/kd.yaml``.
+"""
 
 from __future__ import annotations
 

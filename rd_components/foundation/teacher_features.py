@@ -1,4 +1,8 @@
-"""Where the trainer gets teacher features from: the frozen teacher, through an optional cache."""
+"""Where teacher features come from: the frozen teacher, through an optional feature cache.
+
+Used by the engines (RDTrainer, RDEvaluator) and by the linear probe (:mod:`.linear_probe`). It
+lives with the teacher and its cache, below the engines, so that the probe needs nothing from them.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..foundation.feature_cache import TeacherFeatureCache
+from .feature_cache import TeacherFeatureCache
 
 __all__ = ["TeacherFeatureSource"]
 

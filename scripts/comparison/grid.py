@@ -1,0 +1,76 @@
+"""The grid: every (label fraction, seed, method) cell trained ``--jobs`` at a time, each scored as
+it finishes, then the results files and an MLflow ``summary`` run.
+
+Cells whose FINISHED run an earlier start left in the experiment are not trained again, only
+scored; the linear probe is fitted last, in this process, on the by then warm teacher cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+from . import PROBE
+from .cells import Cell, bundle_overrides, cell_name, expected_params, finished_run, run_cell
+from .scoring import score_cell
+from .tables import write_csv, write_outputs
+
+
+def grid_settings(args: argparse.Namespace) -> tuple[str, str, dict[str, Any]]:
+    """Tracking URI, experiment name and the overrides shared by every cell."""
+    tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{args.out / 'mlruns.db'}"
+    # one experiment per output folder: a grid started again in the same folder skips its finished cells
+    experiment = args.experiment_name or f"compare-{args.bundle}-{args.out.name}"
+    common = {**bundle_overrides(args), "tracking_uri": tracking_uri, "experiment_name": experiment,
+              "feature_cache_dir": str(args.out / "feature_cache")}
+    return tracking_uri, experiment, common
+
+
+def run_grid(args: argparse.Namespace) -> None:
+    """Train and score every cell of the grid; write ``OUT/results.*`` and print the markdown table."""
+    import mlflow
+
+    tracking_uri, experiment, common = grid_settings(args)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    cells: list[Cell] = [(f, s, m) for f in args.label_fractions for s in args.seeds for m in args.methods]
+    names = {c: cell_name(c) for c in cells}
+    done = {c: finished_run(client, experiment, names[c], expected_params(c, common)) for c in cells if c[2] != PROBE}
+    to_train = [c for c in cells if c[2] != PROBE and done[c] is None]
+    skipped = len(cells) - len(to_train) - sum(c[2] == PROBE for c in cells)
+    print(f"{len(cells)} cells: {len(to_train)} to train"
+          + (f", {skipped} already FINISHED in MLflow (skipped)" if skipped else "")
+          + (f", {args.jobs} at a time" if args.jobs > 1 else ""), flush=True)
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    rows: dict[Cell, dict[str, Any]] = {}
+
+    def score_and_record(cell: Cell) -> None:
+        fraction, seed, method = cell
+        rows[cell] = score_cell(args, client, experiment, common, method, seed, fraction, names[cell])
+        print(f"    {names[cell]}: accuracy {rows[cell]['accuracy']:.3f}  macro-F1 {rows[cell]['macro_f1']:.3f}"
+              f"  AUC {rows[cell]['auc']:.3f}", flush=True)
+        # rewritten after every cell, in grid order, so a long grid's CSV is never behind by more than one cell
+        write_csv([rows[c] for c in cells if c in rows], args.out / "results.csv")
+
+    for cell in cells:  # finished in an earlier start: scored first, so the CSV has them at once
+        if cell[2] != PROBE and done[cell] is not None:
+            score_and_record(cell)
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        # training runs in subprocesses; this process scores each cell as it finishes
+        futures = {pool.submit(run_cell, args, c[2], c[1], c[0], names[c], common, threads): c for c in to_train}
+        for index, future in enumerate(as_completed(futures), 1):
+            future.result()
+            print(f"[{index}/{len(to_train)}] trained {names[futures[future]]}", flush=True)
+            score_and_record(futures[future])
+    for cell in cells:  # the linear probe, fitted here on the now warm teacher cache
+        if cell not in rows:
+            score_and_record(cell)
+
+    table = write_outputs([rows[c] for c in cells], args.out,
+                          f"Test split, mean ± std over seeds {args.seeds}; bundle {args.bundle}.")
+    print(table)
+    summary = client.create_run(client.get_experiment_by_name(experiment).experiment_id, run_name="summary").info.run_id
+    for name in ("results.csv", "results.md", "results.png"):
+        client.log_artifact(summary, str(args.out / name))
+    client.set_terminated(summary, "FINISHED")

@@ -1,0 +1,189 @@
+"""Scoring on the held-out test split: a trained cell's exported student and teacher branch, or
+the teacher linear probe fitted and scored in-process; one results row per cell.
+
+Heavy imports (torch, MONAI, scikit-learn, MLflow) happen inside the functions, so that
+``--help`` and ``--merge`` start without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import PROBE, REPO
+from .cells import best_metric, expected_params, finished_run
+
+if TYPE_CHECKING:
+    import numpy as np
+    from monai.bundle import ConfigParser
+
+
+def load_bundle(args: argparse.Namespace, common: dict[str, Any], method: str, seed: int, fraction: float) -> ConfigParser:
+    """Parse the bundle config in-process (for test data, the probe and metadata)."""
+    from monai.bundle import ConfigParser
+
+    configs = [str(REPO / "bundles" / args.bundle / "configs" / "train.yaml")]
+    if (REPO / "bundles" / "methods" / f"{method}.yaml").is_file():
+        configs.append(str(REPO / "bundles" / "methods" / f"{method}.yaml"))
+    parser = ConfigParser(ConfigParser.load_config_files(configs))
+    # parsed here, not run by MONAI: the bundle's folder cannot be found from the workflow
+    parser["bundle_root"] = str(REPO / "bundles" / args.bundle)
+    for key, value in {**common, "seed": seed, "label_fraction": fraction, "output_dir": str(args.out / "shared")}.items():
+        parser[key] = value
+    return parser
+
+
+def test_items(parser: ConfigParser) -> list[dict]:
+    """Preprocessed test items of the bundle's datalist."""
+    from rd_components.data import load_datalist, preflight_items
+
+    files = load_datalist(parser.get_parsed_content("datalist"), "test")
+    return preflight_items(files, parser.get_parsed_content("preprocessing"), parser.get_parsed_content("spatial_dims"),
+                           parser.get_parsed_content("num_classes"), "error", "test", progress=False)
+
+
+def score(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:
+    """Accuracy, macro-F1 and macro one-vs-rest AUC."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    predicted = probs.argmax(1)
+    try:
+        auc = float(roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=list(range(num_classes))))
+    except ValueError:  # a class absent from the test labels
+        auc = float("nan")
+    return {"accuracy": float((predicted == labels).mean()), "macro_f1": float(f1_score(labels, predicted, average="macro")),
+            "auc": auc}
+
+
+def evaluate_student(model_ts: Path, items: list[dict], num_classes: int) -> dict[str, float]:
+    """Test metrics, parameter count and batch-1 CPU latency (median of 20) of an exported student."""
+    import numpy as np
+    import torch
+
+    model = torch.jit.load(str(model_ts), map_location="cpu").eval()
+    images = torch.stack([torch.as_tensor(i["image"]).float() for i in items])
+    labels = np.array([int(i["label"]) for i in items])
+    with torch.no_grad():
+        probs = torch.cat([torch.softmax(model(images[k:k + 64]), 1) for k in range(0, len(images), 64)]).numpy()
+        example = images[:1]
+        for _ in range(5):  # warm-up: the first TorchScript calls optimise the graph
+            model(example)
+        times = []
+        for _ in range(20):
+            start = time.perf_counter()
+            model(example)
+            times.append(time.perf_counter() - start)
+    return {**score(probs, labels, num_classes), "params": sum(p.numel() for p in model.parameters()),
+            "latency_ms": 1000 * statistics.median(times)}
+
+
+def teacher_branch_test_accuracy(parser: ConfigParser, ckpt_dir: Path, items: list[dict]) -> float:
+    """Test accuracy of the cell's teacher branch (reprogrammer or probe + classifier) at its best
+    validation epoch (``teacher_branch.pt``); NaN for methods without a teacher branch."""
+    import torch
+    from monai.data import DataLoader, Dataset
+
+    from rd_components.engines.branches import teacher_branch
+
+    path = ckpt_dir / "teacher_branch.pt"
+    if not path.is_file():
+        return float("nan")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    device = parser.get_parsed_content("device")
+    reprogrammer = parser.get_parsed_content("reprogrammer")
+    network = parser.get_parsed_content("network")
+    reprogrammer.load_state_dict(state["reprogrammer"])
+    network.load_state_dict(state["model"])
+    reprogrammer.eval()
+    network.eval()
+    source = parser.get_parsed_content("teacher_source")
+    correct = 0
+    with torch.no_grad():
+        for batch in DataLoader(Dataset(items), batch_size=64, shuffle=False):
+            _, logits = teacher_branch(reprogrammer, network.classifier, source(batch["image"].to(device), batch))
+            correct += int((logits.argmax(1).cpu() == torch.as_tensor(batch["label"]).reshape(-1)).sum())
+    return correct / len(items)
+
+
+def linear_probe_cell(parser: ConfigParser) -> dict[str, float]:
+    """Fit the teacher linear probe on the cell's training items and score it on the test split."""
+    import numpy as np
+    import torch
+
+    from rd_components.foundation import extract_pooled_features, fit_linear_probe
+
+    device = parser.get_parsed_content("device")
+    num_classes = parser.get_parsed_content("num_classes")
+    # the bundle's source: the probe reads (and fills) the same teacher feature cache as the cells
+    source = parser.get_parsed_content("teacher_source")
+    probe = fit_linear_probe(source, parser.get_parsed_content("train#items"), num_classes, device)
+    items = test_items(parser)
+    labels = np.array([int(i["label"]) for i in items])
+    features, _ = extract_pooled_features(source, items, device)
+    with torch.no_grad():
+        probs = torch.softmax(probe.logits(torch.from_numpy(features).to(device)), 1).cpu().numpy()
+    teacher = parser.get_parsed_content("teacher_net")
+    metrics = score(probs, labels, num_classes)
+    # the probe is the teacher's branch: its accuracy is the teacher accuracy too
+    return {**metrics, "params": sum(p.numel() for p in teacher.parameters()) + probe.linear.weight.numel(),
+            "latency_ms": float("nan"), "teacher_accuracy": metrics["accuracy"]}
+
+
+def task_name(parser: ConfigParser) -> str:
+    """``<task>[_<label_set>]_<spatial_dims>d``, e.g. ``colin27_aal_lobe_2d``."""
+    label_set = parser.get_parsed_content("label_set")
+    dims = parser.get_parsed_content("spatial_dims")
+    return "_".join(str(p) for p in (parser.get_parsed_content("task"), label_set) if p) + f"_{dims}d"
+
+
+def _probe_run(client: Any, experiment: str, cell: str, params: dict[str, Any]) -> str:
+    """The probe's MLflow run: the FINISHED one of an earlier start, else a new one with ``params``."""
+    import mlflow
+
+    run_id = finished_run(client, experiment, cell, params)  # a restarted grid reuses the probe's run
+    if run_id is None:
+        experiment_id = client.get_experiment_by_name(experiment)
+        experiment_id = experiment_id.experiment_id if experiment_id else client.create_experiment(experiment)
+        run_id = client.create_run(experiment_id, run_name=cell).info.run_id
+        client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()])
+    return run_id
+
+
+def score_cell(args: argparse.Namespace, client: Any, experiment: str, common: dict[str, Any], method: str, seed: int,
+               fraction: float, cell: str) -> dict[str, Any]:
+    """Test metrics of one trained cell (or fit and score the linear probe); one results row.
+
+    The test metrics are logged to the cell's MLflow run as ``test_<metric>``; the probe, which
+    no bundle run records, gets a run of its own here and is marked FINISHED once scored.
+    """
+    parser = load_bundle(args, common, method, seed, fraction)
+    num_classes = parser.get_parsed_content("num_classes")
+    if method == PROBE:
+        metrics = linear_probe_cell(parser)
+        run_id = _probe_run(client, experiment, cell, {"method": method, "seed": seed, "label_fraction": fraction})
+    else:
+        ckpt = args.out / "cells" / cell / "models"
+        items = test_items(parser)
+        metrics = evaluate_student(ckpt / "model.ts", items, num_classes)
+        metrics["teacher_accuracy"] = teacher_branch_test_accuracy(parser, ckpt, items)
+        run_id = finished_run(client, experiment, cell, expected_params((fraction, seed, method), common))
+        if run_id is None:
+            raise RuntimeError(f"cell {cell}: no FINISHED MLflow run found after training")
+        metrics["teacher_val_accuracy"] = best_metric(client, run_id, "teacher_val_accuracy")
+    for key in ("accuracy", "macro_f1", "auc", "latency_ms", "teacher_accuracy"):
+        if metrics[key] == metrics[key]:  # skip NaN
+            client.log_metric(run_id, f"test_{key}", metrics[key])
+    if method == PROBE:
+        client.set_terminated(run_id, "FINISHED")
+    from rd_components.data import labeled_items
+
+    files = parser.get_parsed_content("train#files")
+    n_labeled = len(labeled_items(files))
+    return {"bundle": args.bundle, "task": task_name(parser), "method": method, "seed": seed, "label_fraction": fraction,
+            "n_labeled": n_labeled, "n_unlabeled": len(files) - n_labeled, "accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_f1"], "auc": metrics["auc"], "teacher_accuracy": metrics["teacher_accuracy"],
+            "teacher_val_accuracy": metrics.get("teacher_val_accuracy", float("nan")),
+            "params": metrics["params"], "latency_ms": metrics["latency_ms"], "run_id": run_id}
