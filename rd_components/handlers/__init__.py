@@ -8,6 +8,7 @@ from .mlflow_registry import MLflowRegistryHandler
 from .predictions import PredictionCollector
 from .progress import ProgressBarHandler
 from .resume import ResumableCheckpoint, read_resume_checkpoint, resumed_run_name
+from .teacher_branch_check import TeacherBranchCheck
 from .report import EvaluationReportHandler, TrainingReportHandler, plot_confusion_matrix, plot_training_curves
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "ProgressBarHandler",
     "ResumableCheckpoint",
     "StudentExportHandler",
+    "TeacherBranchCheck",
     "TrainingReportHandler",
     "export_torchscript",
     "plot_confusion_matrix",
