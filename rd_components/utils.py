@@ -6,6 +6,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,22 @@ __all__ = ["bundle_root", "running_workflow", "default_data_dir", "unique_run_na
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def _on_stack(pick: Callable[[Any], Any]) -> Any:
+    """First non-``None`` ``pick(frame)`` from the caller's frame outwards, or ``None``."""
+    import inspect
+
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            found = pick(frame)
+            if found is not None:
+                return found
+            frame = frame.f_back
+        return None
+    finally:
+        del frame
+
+
 def running_workflow() -> Any | None:
     """The MONAI ``ConfigWorkflow`` whose config is being evaluated, or ``None``.
 
@@ -24,44 +41,27 @@ def running_workflow() -> Any | None:
     the call stack: the nearest frame whose ``self`` is a ``ConfigWorkflow``. That covers
     ``python -m monai.bundle run`` and ``monai.bundle.run(...)`` / ``ConfigWorkflow`` in Python alike.
     """
-    import inspect
-
     from monai.bundle import ConfigWorkflow
 
-    frame = inspect.currentframe()
-    try:
-        while frame is not None:
-            candidate = frame.f_locals.get("self")
-            if isinstance(candidate, ConfigWorkflow):
-                return candidate
-            frame = frame.f_back
-        return None
-    finally:
-        del frame
+    return _on_stack(lambda frame: frame.f_locals.get("self") if isinstance(frame.f_locals.get("self"), ConfigWorkflow) else None)
 
 
-def _config_folder_on_stack() -> Path | None:
-    # the config file of the MONAI bundle command that is evaluating this expression: a running
-    # ConfigWorkflow knows it; MONAI's other commands (verify_net_in_out, ckpt_export, ...) keep
-    # it in a local variable of the monai.bundle function that parses it
-    workflow = running_workflow()
-    if workflow is not None:
-        return Path(workflow.config_root_path)
-    import inspect
+def _config_folder(frame: Any) -> Path | None:
+    # a running ConfigWorkflow knows its config folder; MONAI's other bundle commands
+    # (verify_net_in_out, ckpt_export, ...) keep the config file in a local of the monai.bundle
+    # function that parses it
+    from monai.bundle import ConfigWorkflow
 
-    frame = inspect.currentframe()
-    try:
-        while frame is not None:
-            if str(frame.f_globals.get("__name__", "")).startswith("monai.bundle"):
-                for name in ("config_file_", "config_file"):
-                    value = frame.f_locals.get(name)
-                    first = value[0] if isinstance(value, (list, tuple)) and value else value
-                    if isinstance(first, (str, os.PathLike)) and Path(first).is_file():
-                        return Path(first).parent
-            frame = frame.f_back
-        return None
-    finally:
-        del frame
+    owner = frame.f_locals.get("self")
+    if isinstance(owner, ConfigWorkflow):
+        return Path(owner.config_root_path)
+    if str(frame.f_globals.get("__name__", "")).startswith("monai.bundle"):
+        for name in ("config_file_", "config_file"):
+            value = frame.f_locals.get(name)
+            first = value[0] if isinstance(value, (list, tuple)) and value else value
+            if isinstance(first, (str, os.PathLike)) and Path(first).is_file():
+                return Path(first).parent
+    return None
 
 
 def bundle_root() -> str:
@@ -70,7 +70,7 @@ def bundle_root() -> str:
     ``ckpt_export``, ...), wherever the bundle was copied. Scripts that parse a config
     themselves set ``bundle_root`` in the parser; users may pass ``--bundle_root``.
     """
-    folder = _config_folder_on_stack()
+    folder = _on_stack(_config_folder)
     if folder is None:
         raise RuntimeError("bundle_root is only known while a MONAI bundle command reads the bundle's config; "
                            "set it explicitly (--bundle_root <folder of the bundle>).")
