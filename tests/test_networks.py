@@ -30,6 +30,30 @@ def test_reprogrammer_learns_away_from_identity():
     assert rep.blocks[0][-1].weight.abs().sum() > 0
 
 
+def test_reprogrammer_learned_pooling_starts_as_average_and_learns_location():
+    torch.manual_seed(0)
+    rep = Reprogrammer(2, in_channels=4, out_features=2, feature_size=(3, 3), pooling="learned")
+    x = torch.randn(8, 4, 3, 3)
+    rep.eval()
+    torch.testing.assert_close(rep(x), rep.projection(x.flatten(2).mean(2)))
+    # the target depends on the centre position only: the learned weights move towards it
+    rep.train()
+    opt = torch.optim.Adam(rep.parameters(), lr=0.05)
+    for _ in range(200):
+        x = torch.randn(32, 4, 3, 3)
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(rep(x), x[:, :2, 1, 1]).backward()
+        opt.step()
+    weights = torch.softmax(rep.position_logits, 0)
+    assert weights.argmax().item() == 4 and weights[4] > 0.5
+    with pytest.raises(ValueError, match="map positions"):
+        rep(torch.randn(2, 4, 2, 2))
+    with pytest.raises(ValueError, match="feature_size"):
+        Reprogrammer(2, 4, 2, pooling="learned")
+    with pytest.raises(ValueError, match="pooling"):
+        Reprogrammer(2, 4, 2, pooling="max")
+
+
 def test_reprogrammer_rejects_mismatched_features():
     rep = Reprogrammer(2, in_channels=16, out_features=4)
     with pytest.raises(ValueError, match="does not fit this reprogrammer"):

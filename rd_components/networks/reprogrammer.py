@@ -35,6 +35,12 @@ class Reprogrammer(nn.Module):
             get kernel 1 instead of 3: the dropped taps would only ever multiply zero padding
             (the 3D teacher's 2048 x 1 x 1 x 2 map needs a 1x1x3 kernel: 9x fewer weights than
             3x3x3), so the function class is the same.
+        pooling: how the map becomes a vector. ``"avg"``: global average pooling. ``"learned"``:
+            a softmax-weighted mean with one learnable logit per position of the map (needs
+            ``feature_size``), zero-initialised so that it starts as the average. It keeps
+            *where* a feature fires, which global pooling throws away: a label that is a
+            property of the patch centre (tissue at the centre voxel) is not a property of
+            the whole patch.
 
     Shapes:
         input ``(B, C)`` or ``(B, C, *spatial)``; output ``(B, out_features)``.
@@ -49,6 +55,7 @@ class Reprogrammer(nn.Module):
         num_blocks: int = 1,
         dropout: float = 0.0,
         feature_size: Sequence[int] | None = None,
+        pooling: str = "avg",
     ) -> None:
         super().__init__()
         if spatial_dims not in (0, 1, 2, 3):
@@ -61,6 +68,14 @@ class Reprogrammer(nn.Module):
         hidden = hidden_channels or min(in_channels, 64)
         if feature_size is not None and len(feature_size) != spatial_dims:
             raise ValueError(f"Reprogrammer: feature_size {tuple(feature_size)} must have {spatial_dims} entries.")
+        if pooling not in ("avg", "learned"):
+            raise ValueError(f"Reprogrammer: pooling must be 'avg' or 'learned', got {pooling!r}.")
+        if pooling == "learned" and (spatial_dims == 0 or feature_size is None):
+            raise ValueError("Reprogrammer: pooling='learned' needs a feature map (spatial_dims > 0) and its feature_size.")
+        self.pooling = pooling
+        # one logit per map position; zeros = uniform weights = global average pooling
+        num_positions = int(torch.tensor([int(v) for v in feature_size]).prod()) if pooling == "learned" else 0
+        self.position_logits = nn.Parameter(torch.zeros(num_positions)) if pooling == "learned" else None
         kernel = tuple(1 if feature_size is not None and int(feature_size[a]) == 1 else 3 for a in range(spatial_dims))
         self.blocks = nn.ModuleList([self._residual_branch(spatial_dims, in_channels, hidden, kernel) for _ in range(num_blocks)])
         self.dropout = nn.Dropout(dropout)
@@ -96,6 +111,14 @@ class Reprogrammer(nn.Module):
         x = features
         for block in self.blocks:
             x = x + block(x)
-        if self.spatial_dims > 0:
+        if self.position_logits is not None:
+            flat = torch.flatten(x, 2)
+            if flat.shape[2] != self.position_logits.numel():
+                raise ValueError(
+                    f"Reprogrammer: pooling='learned' was built for {self.position_logits.numel()} map positions, "
+                    f"got a map of {tuple(x.shape[2:])}."
+                )
+            x = (flat * torch.softmax(self.position_logits, dim=0)).sum(dim=2)
+        elif self.spatial_dims > 0:
             x = torch.flatten(x, 2).mean(dim=2)
         return self.projection(self.dropout(x))
