@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write profile_<bundle>.txt (torch.profiler + cProfile of a warm RD and a student epoch)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes")
     p.add_argument("--child-memory", choices=MEMORY_CONFIGS, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--child-cache-dir", default=None, help=argparse.SUPPRESS)
     return p
 
 
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_memory:
         # a child started by measure_memory: one configuration, its figures on stdout as JSON
         bundle = "3d" if args.bundle == "3d" else "2d"
-        print(json.dumps(memory_child(bundle, args.child_memory, Path(args.data_dir), args.samples)))
+        cache_dir = Path(args.child_cache_dir) if args.child_cache_dir else None
+        print(json.dumps(memory_child(bundle, args.child_memory, Path(args.data_dir), args.samples, cache_dir)))
         return 0
     args.repeats = args.repeats or (3 if args.quick else 5)
     args.latency_runs = max(20, args.latency_runs)

@@ -17,6 +17,7 @@ from .base import FrozenTeacher
 from .efficientnet_lite import LITE_VARIANTS, LITE_WEIGHTS, EfficientNetLite, EfficientNetLiteTeacher
 from .feature_cache import TeacherFeatureCache
 from .generic import MonaiTeacher, TorchScriptTeacher, resolve_feature_layer
+from .lazy_teacher import LazyTeacher
 from .i3resnet import I3RESNET_WEIGHTS, I3ResNet152, I3ResNetTeacher, extract_backbone_state_dict, i3resnet_output_size
 from .linear_probe import extract_pooled_features, fit_linear_probe
 from .registry import TEACHER_PREFIXES, UnknownTeacherError, create_teacher, list_teachers, register_teacher
@@ -25,6 +26,7 @@ from .weights import load_checkpoint, sha256_file, state_dict_digest, unwrap_sta
 
 __all__ = [
     "FrozenTeacher",
+    "LazyTeacher",
     "create_teacher",
     "list_teachers",
     "register_teacher",

@@ -42,7 +42,8 @@ class FrozenTeacher(nn.Module):
     the call in ``torch.no_grad()``.
 
     Subclasses implement :meth:`extract` (backbone on preprocessed input) and usually
-    :meth:`preprocess` and :meth:`feature_shape`.
+    :meth:`preprocess` and :meth:`feature_shape`, and list the files their weights came from in
+    ``weight_files`` (what :class:`~rd_components.foundation.LazyTeacher` watches for changes).
 
     Args:
         backbone: the network; stored as ``self.backbone``.
@@ -57,6 +58,9 @@ class FrozenTeacher(nn.Module):
             0..255 images) with a ``ValueError``; the tolerance is one range width on each side,
             so ordinary intensity augmentation passes.
     """
+
+    #: local files the weights were loaded from (empty: random initialisation)
+    weight_files: tuple[str, ...] = ()
 
     def __init__(
         self,

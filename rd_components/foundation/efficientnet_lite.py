@@ -225,6 +225,7 @@ class EfficientNetLiteTeacher(FrozenTeacher):
             check_range=check_range,
         )
         self.weights_path = None if weights_path is None else os.fspath(weights_path)
+        self.weight_files = (self.weights_path,) if self.weights_path else ()
 
     def extra_contract(self) -> dict:
         return {"backbone_input": "RGB (v*255 - 127) / 128", "feature": "head conv, ReLU6"}

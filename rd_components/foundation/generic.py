@@ -163,6 +163,7 @@ class MonaiTeacher(FrozenTeacher):
         self.feature_layer = f"{layer or '<network>'}:{where}"
         self.feature_channels = self.feature_shape(size)[0]
         self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+        self.weight_files = (self.checkpoint,) if self.checkpoint else ()
 
     def extra_contract(self) -> dict:
         return {"feature_layer": getattr(self, "feature_layer", None)}
@@ -219,3 +220,4 @@ class TorchScriptTeacher(FrozenTeacher):
         if not feature_channels:
             self.feature_channels = self.feature_shape(size)[0]
         self.path = path
+        self.weight_files = (path,)

@@ -202,6 +202,7 @@ class I3ResNetTeacher(FrozenTeacher):
             check_range=check_range,
         )
         self.weights_source = source
+        self.weight_files = (source,) if source else ()
 
     def extra_contract(self) -> dict:
         return {"backbone_input": "3 x (Z, X, Y) copies, no normalisation", "feature": "layer4"}

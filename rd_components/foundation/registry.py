@@ -14,7 +14,8 @@ from .efficientnet_lite import LITE_VARIANTS, EfficientNetLiteTeacher
 from .generic import MonaiTeacher, TorchScriptTeacher
 from .i3resnet import I3ResNetTeacher
 
-__all__ = ["UnknownTeacherError", "register_teacher", "list_teachers", "create_teacher", "TEACHER_PREFIXES"]
+__all__ = ["UnknownTeacherError", "register_teacher", "list_teachers", "create_teacher", "check_teacher_name",
+           "TEACHER_PREFIXES"]
 
 TeacherFactory = Callable[..., FrozenTeacher]
 
@@ -65,18 +66,28 @@ def create_teacher(name: str, **kwargs: Any) -> FrozenTeacher:
     Raises:
         UnknownTeacherError: (a ``ValueError``) naming the known teachers.
     """
-    if not isinstance(name, str) or not name:
-        raise UnknownTeacherError(f"teacher name must be a non-empty string, got {name!r}")
+    check_teacher_name(name)
     for prefix, factory in TEACHER_PREFIXES.items():
         if name.startswith(prefix):
-            rest = name[len(prefix) :]
-            if not rest:
+            return factory(name[len(prefix) :], **kwargs)
+    return _REGISTRY[name](**kwargs)
+
+
+def check_teacher_name(name: str) -> None:
+    """Raise :class:`UnknownTeacherError` unless ``name`` is registered or of a ``prefix:`` family.
+
+    Checks the name only: nothing is built or loaded.
+    """
+    if not isinstance(name, str) or not name:
+        raise UnknownTeacherError(f"teacher name must be a non-empty string, got {name!r}")
+    for prefix in TEACHER_PREFIXES:
+        if name.startswith(prefix):
+            if not name[len(prefix) :]:
                 raise UnknownTeacherError(f"teacher {name!r} lacks the part after {prefix!r}, e.g. {_PREFIX_HELP}")
-            return factory(rest, **kwargs)
+            return
     if name not in _REGISTRY:
         known = ", ".join(list_teachers() + list(_PREFIX_HELP))
         raise UnknownTeacherError(f"unknown teacher {name!r}; known: {known}")
-    return _REGISTRY[name](**kwargs)
 
 
 def _lite(variant: str) -> TeacherFactory:

@@ -82,6 +82,8 @@ def run_bundle(bundle: str, args: argparse.Namespace, data_root: Path, work: Pat
         "cache_correctness": correctness,
         "deployment": {**latency, "params": params, **exports},
         "peak_memory": memory,
+        # the warm-cache RD run's peak: what limits how many cells run side by side
+        "warm_cache_peak_rss_mib": (memory or {}).get("rd_warm", {}).get("peak_rss_mib"),
         "wall_s": None,
     }
     result["bars"] = bar_checks(bundle, result)

@@ -178,7 +178,8 @@ def load_setup(bundle: str, data_root: Path, n_train: int | None, work: Path) ->
     value = parser.get_parsed_content
     loader = value("train#dataloader")
     device = value("device")
-    teacher = value("teacher_net").to(device)
+    # the real teacher: every configuration shares it, and latency / FLOPs measure it
+    teacher = value("teacher_net").materialize().to(device)
     settings = {
         "bundle": bundle,
         "config": f"bundles/{BUNDLES[bundle]}/configs/train.yaml",
