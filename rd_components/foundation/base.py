@@ -211,6 +211,26 @@ class FrozenTeacher(nn.Module):
         """Backbone features of a preprocessed input."""
         return self.backbone(x)
 
+    @property
+    def stage_channels(self) -> tuple[int, ...]:
+        """Channels of each map of :meth:`stage_features` (empty: the teacher has no stages)."""
+        return ()
+
+    def extract_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Subclass hook: the stage maps of a preprocessed input."""
+        raise NotImplementedError(f"teacher {self.name!r} exposes no stage features (dense distillation needs them)")
+
+    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Multi-stage features for dense (segmentation) distillation.
+
+        ``(B, in_channels, *spatial)`` -> one map per stage, shallow to deep,
+        ``(B, stage_channels[s], *spatial_s)`` at in-plane strides 4, 8, 16, 32 of what reaches
+        the backbone (after upsampling to ``min_size``), in the caller's axis order.
+        """
+        self.check_input(x)
+        x = x.to(self._weights_device_dtype()[1])
+        return self.extract_stages(self.preprocess(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *spatial)`` in ``intensity_range`` -> ``(B, C_T, *spatial')``."""
         self.check_input(x)

