@@ -17,7 +17,8 @@ Writes ``OUT/results.csv`` (one row per cell, with the task, the labelled / unla
 and the teacher branch's validation and test accuracy), ``OUT/results.md`` (mean +- std per
 method and fraction, RD minus each method paired by seed with a 95 % interval) and
 ``OUT/results.png``; MLflow data goes to ``OUT/mlruns.db`` unless
-``--tracking_uri`` says otherwise. Cells run one after another, or ``--jobs N`` at a time. A grid
+``--tracking_uri`` says otherwise. Cells run one after another, ``--jobs N`` at a time, or as Ray
+tasks on a local instance or a cluster (``--executor ray [--address ...]``). A grid
 started again with the same ``--out`` (same MLflow experiment) skips the cells whose run is
 FINISHED with the same parameters and only scores them again.
 """
@@ -53,6 +54,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "into OUT/results.csv, .md and .png")
     parser.add_argument("--jobs", type=int, default=1,
                         help="cells trained at once, each in its own process with cores / jobs torch threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per cell (default: this machine's cores / --jobs)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local: cells as processes on this machine; ray: cells as Ray tasks "
+                             "(pip install -r requirements-cluster.txt), each asking for --threads CPUs")
+    parser.add_argument("--address", default=None,
+                        help="with --executor ray: a running Ray cluster (e.g. auto or ray://head:10001); "
+                             "default: a local Ray instance of --jobs x --threads CPUs")
+    parser.add_argument("--gpus_per_cell", type=float, default=0.0,
+                        help="with --executor ray: GPUs each cell asks for (e.g. 1 on a GPU cluster)")
     parser.add_argument("--dataset_dir", default=None, help="dataset folder (default: the bundle's)")
     parser.add_argument("--tracking_uri", default=None,
                         help="MLflow URI (default: $MLFLOW_TRACKING_URI, else sqlite:///OUT/mlruns.db)")

@@ -52,6 +52,69 @@ def test_compare_tiny(tmp_path):
     assert [(r["method"], r["accuracy"]) for r in rerun] == [(r["method"], r["accuracy"]) for r in rows]
 
 
+def _tiny_grid(tmp_path, out, *extra):
+    """The command line of a 2-cell grid (student, RD; one seed, one epoch) on a tiny tissue dataset."""
+    data = tmp_path / "data"
+    if not (data / "datalist.json").is_file():
+        build_dataset(data, "mni152_tissue", 2, "nifti", patch_size=32, n_train=18, n_val=6, n_test=9, progress=False)
+    return [sys.executable, str(REPO / "scripts" / "compare.py"), "--bundle", "rd_classification_2d",
+            "--methods", "student", "rd", "--seeds", "0", "--label_fractions", "0.5", "--epochs", "1",
+            "--out", str(out), "--dataset_dir", str(data), "--experiment_name", "cmp",
+            "--set", "patch_size=[32,32]", "batch_size=6", "--threads", "1", *extra]
+
+
+def _accuracies(out):
+    return [(r["method"], r["accuracy"], r["teacher_accuracy"]) for r in csv.DictReader(open(out / "results.csv"))]
+
+
+@pytest.mark.slow
+def test_grid_killed_halfway_trains_only_the_missing_cell_and_ray_gives_the_same_table(tmp_path):
+    import importlib.util
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "OMP_NUM_THREADS")}
+    out = tmp_path / "killed"
+    cmd = _tiny_grid(tmp_path, out)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=env,
+                            start_new_session=True)
+    seen = []
+    for line in proc.stdout:  # kill the whole grid (driver and the running cell) once the first cell is in
+        seen.append(line)
+        if line.startswith("[1/2] trained"):
+            time.sleep(5)  # the second cell's run is open in MLflow by now
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert any(s.startswith("[1/2] trained") for s in seen), "".join(seen)[-3000:]
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "2 cells: 1 to train, 1 already FINISHED" in again.stdout
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("cmp").experiment_id])
+    finished = sorted(r.info.run_name for r in runs if r.info.status == "FINISHED" and r.info.run_name != "summary")
+    assert finished == ["rd-f0.5-s0", "student-f0.5-s0"]
+    # the killed attempt, if MLflow saw it start, is retired under another name, not continued
+    stale = [r for r in runs if r.info.status != "FINISHED"]
+    assert all(r.info.status == "KILLED" and "-stale-" in r.info.run_name for r in stale)
+
+    # the same grid from scratch, as Ray tasks on a local instance (or, without Ray, locally):
+    # the same numbers as the grid that was killed and restarted
+    has_ray = importlib.util.find_spec("ray") is not None
+    clean = tmp_path / "clean"
+    extra = ("--executor", "ray", "--jobs", "2") if has_ray else ()
+    result = subprocess.run(_tiny_grid(tmp_path, clean, *extra), capture_output=True, text=True, timeout=1500,
+                            cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert _accuracies(clean) == _accuracies(out)
+    if has_ray:
+        assert "as Ray tasks" in result.stdout
+        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{clean / 'mlruns.db'}")
+        runs = client.search_runs([client.get_experiment_by_name("cmp").experiment_id])
+        assert sorted(r.info.run_name for r in runs if r.info.status == "FINISHED") == [
+            "rd-f0.5-s0", "student-f0.5-s0", "summary"]
+
+
 def test_merge_results_and_paired_differences(tmp_path):
     """--merge joins grids of one task; RD's advantage is paired by seed; repeated cells are refused."""
     header = "bundle,method,seed,label_fraction,n_train,accuracy,macro_f1,auc,params,latency_ms,run_id\n"

@@ -100,6 +100,23 @@ def finished_run(client: Any, experiment: str, cell: str, expected: dict[str, An
     return None
 
 
+def retire_stale_runs(client: Any, experiment: str, cell: str) -> list[str]:
+    """Rename and mark KILLED the unfinished runs named ``cell`` (a killed grid's leftovers); return their ids.
+
+    MONAI's ``MLFlowHandler`` attaches to the latest run of the same name that is not FINISHED,
+    so a cell trained again after a kill would append its metrics to the killed attempt's
+    history. Renamed ``<cell>-stale-<id>``, the attempt stays in MLflow for the record and the
+    new training starts a run of its own.
+    """
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    runs = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{cell}' and attributes.status != 'FINISHED'")
+    for run in runs:
+        client.update_run(run.info.run_id, status="KILLED", name=f"{cell}-stale-{run.info.run_id[:8]}")
+    return [run.info.run_id for run in runs]
+
+
 def _same(logged: str | None, value: Any) -> bool:
     """A logged MLflow parameter (a string) against an override value."""
     if logged is None:

@@ -2,18 +2,20 @@
 it finishes, then the results files and an MLflow ``summary`` run.
 
 Cells whose FINISHED run an earlier start left in the experiment are not trained again, only
-scored; the linear probe is fitted last, in this process, on the by then warm teacher cache.
+scored; the unfinished runs of a killed start are retired, so a retrained cell gets a fresh run.
+The linear probe is fitted last, in this process, on the by then warm teacher cache.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from typing import Any
 
 from . import PROBE
-from .cells import Cell, bundle_overrides, cell_name, expected_params, finished_run, run_cell
+from .cells import Cell, bundle_overrides, cell_name, expected_params, finished_run, retire_stale_runs, run_cell
+from .executors import cell_executor
 from .scoring import score_cell
 from .tables import write_csv, write_outputs
 
@@ -41,8 +43,14 @@ def run_grid(args: argparse.Namespace) -> None:
     skipped = len(cells) - len(to_train) - sum(c[2] == PROBE for c in cells)
     print(f"{len(cells)} cells: {len(to_train)} to train"
           + (f", {skipped} already FINISHED in MLflow (skipped)" if skipped else "")
-          + (f", {args.jobs} at a time" if args.jobs > 1 else ""), flush=True)
-    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+          + (f", {args.jobs} at a time" if args.jobs > 1 else "")
+          + (" as Ray tasks" if args.executor == "ray" else ""), flush=True)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    for cell in to_train:
+        stale = retire_stale_runs(client, experiment, names[cell])
+        if stale:
+            print(f"    {names[cell]}: {len(stale)} unfinished run(s) of an earlier start renamed "
+                  f"{names[cell]}-stale-<id> and marked KILLED", flush=True)
     rows: dict[Cell, dict[str, Any]] = {}
 
     def score_and_record(cell: Cell) -> None:
@@ -56,8 +64,8 @@ def run_grid(args: argparse.Namespace) -> None:
     for cell in cells:  # finished in an earlier start: scored first, so the CSV has them at once
         if cell[2] != PROBE and done[cell] is not None:
             score_and_record(cell)
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        # training runs in subprocesses; this process scores each cell as it finishes
+    with cell_executor(args.executor, args.jobs, threads, args.address, args.gpus_per_cell) as pool:
+        # training runs in subprocesses (started here or by Ray); this process scores each cell as it finishes
         futures = {pool.submit(run_cell, args, c[2], c[1], c[0], names[c], common, threads): c for c in to_train}
         for index, future in enumerate(as_completed(futures), 1):
             future.result()

@@ -125,7 +125,7 @@ def linear_probe_cell(parser: ConfigParser) -> dict[str, float]:
     features, _ = extract_pooled_features(source, items, device)
     with torch.no_grad():
         probs = torch.softmax(probe.logits(torch.from_numpy(features).to(device)), 1).cpu().numpy()
-    teacher = parser.get_parsed_content("teacher_net")
+    teacher = parser.get_parsed_content("teacher_net").materialize()
     metrics = score(probs, labels, num_classes)
     # the probe is the teacher's branch: its accuracy is the teacher accuracy too
     return {**metrics, "params": sum(p.numel() for p in teacher.parameters()) + probe.linear.weight.numel(),
