@@ -107,3 +107,48 @@ def test_efficientnet_lite0_stage_features_strides_4_to_32():
     assert teacher.stage_channels == (24, 40, 112, 320)
     assert [tuple(s.shape) for s in stages] == [(2, 24, 32, 32), (2, 40, 16, 16), (2, 112, 8, 8), (2, 320, 4, 4)]
     assert not any(s.requires_grad for s in stages)
+
+
+class _ToyStageTeacher(torch.nn.Module):
+    """A frozen stand-in with four stage maps at strides 2..16 (the real teachers are tested above)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.convs = torch.nn.ModuleList(torch.nn.Conv2d(1, c, 3, padding=1) for c in (6, 6, 8, 8)).requires_grad_(False)
+
+    def stage_features(self, x):
+        return [conv(torch.nn.functional.avg_pool2d(x, 2 ** (i + 1))) for i, conv in enumerate(self.convs)]
+
+    def forward(self, x):
+        return self.stage_features(x)[-1]
+
+
+def test_drd_trainer_learns_fires_events_and_uses_unlabelled_items():
+    from ignite.engine import Events
+    from monai.engines.utils import IterationEvents
+
+    from rd_components.engines import DRDTrainer
+
+    torch.manual_seed(0)
+    images = torch.rand(16, 1, 32, 32)
+    labels = (images > 0.5).long()
+    labels[8:] = -1  # half the items unlabelled
+    loader = [{"image": images[i:i + 8], "label": labels[i:i + 8]} for i in (0, 8)] * 2
+    student = SegmentationStudent(2, 1, 2, features=FEATURES)
+    rep = DeepReprogrammer(2, (6, 6, 8, 8), student.stage_channels[1:])
+    optimizer = torch.optim.Adam([*student.parameters(), *rep.parameters()], lr=0.01)
+    trainer = DRDTrainer("cpu", 6, loader, student, optimizer, DRDLoss(cka_grid=2), reprogrammer=rep,
+                         teacher=_ToyStageTeacher())
+    fired, losses = set(), []
+    for event in (IterationEvents.FORWARD_COMPLETED, IterationEvents.LOSS_COMPLETED,
+                  IterationEvents.BACKWARD_COMPLETED, IterationEvents.MODEL_COMPLETED):
+        trainer.add_event_handler(event, lambda e, ev=event: fired.add(ev))
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: losses.append(e.state.metrics["train_sup_student"]))
+    trainer.run()
+    assert len(fired) == 4
+    assert losses[-1] < losses[0] * 0.8, losses
+    metrics = trainer.state.metrics
+    assert all(f"train_{t}" in metrics for t in ("loss", "sup_student", "sup_hybrid", "kd", "cka"))
+    assert trainer.state.output[0]["pred_teacher"].shape == (2, 32, 32)  # decollated: per item
+    assert not any(p.requires_grad for p in trainer.teacher_source.teacher.parameters())

@@ -133,7 +133,7 @@ class RDTrainer(Trainer):
         self.loss_function = loss_function
         self.optim_set_to_none = optim_set_to_none
         self.loss_terms = tuple(loss_terms)
-        branches = RDBranches(network, reprogrammer)
+        branches = self.make_branches(network, reprogrammer)
         if distributed is None:
             distributed = dist.is_available() and dist.is_initialized()
         if distributed:
@@ -150,23 +150,41 @@ class RDTrainer(Trainer):
         if train_handlers is not None:
             self._register_handlers(train_handlers)
 
+    # ------------------------------------------------------------------ hooks a sibling method overrides
+    def make_branches(self, network: nn.Module, reprogrammer: nn.Module | None) -> nn.Module:
+        """The trainable part as one module (one forward per step, as DDP needs)."""
+        return RDBranches(network, reprogrammer)
+
+    def teacher_inputs(self, inputs: torch.Tensor, batchdata: dict[str, Any]) -> Any:
+        """What the teacher gives the branches for this batch: its feature map, from the cache where possible."""
+        with torch.no_grad():
+            # the source reads the images' metadata (source files) for its cache keys
+            return convert_to_tensor(self.teacher_source(inputs, batchdata), track_meta=False)
+
+    def compute_loss(self, outputs: dict[str, Any], targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss terms of one step from the branches' outputs (RD: an :class:`RDLoss` call)."""
+        return self.loss_function(
+            student_logits=outputs["student_logits"],
+            teacher_logits=outputs.get("teacher_logits"),
+            student_features=outputs["student_features"],
+            teacher_features=outputs.get("teacher_features"),
+            labels=targets.reshape(-1).long(),
+        )
+
+    # ------------------------------------------------------------------ the step
     def _iteration(self, engine: RDTrainer, batchdata: dict[str, Any]) -> dict:
         """One co-training step; returns ``state.output`` (see class docstring)."""
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
         batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
         inputs, targets = batch[0], batch[1]
-        labels = targets.reshape(-1).long()
         engine.state.output = {Keys.IMAGE: inputs, Keys.LABEL: targets}
 
-        teacher_features = None
-        if engine.teacher_source is not None:
-            with torch.no_grad():
-                # the source reads the images' metadata (source files) for its cache keys
-                teacher_features = convert_to_tensor(engine.teacher_source(inputs, batchdata), track_meta=False)
+        teacher_features = None if engine.teacher_source is None else engine.teacher_inputs(inputs, batchdata)
         # the trainable branches run on plain tensors: MONAI's MetaTensor dispatch on every op
         # of the student, the reprogrammer and the losses cost about a quarter of a CPU step
         images = convert_to_tensor(inputs, track_meta=False)  # a view, no copy
+        targets = convert_to_tensor(targets, track_meta=False)
 
         def _forward_and_loss() -> torch.Tensor:
             outputs = engine.branches(images, teacher_features)
@@ -174,13 +192,7 @@ class RDTrainer(Trainer):
             if "teacher_logits" in outputs:
                 engine.state.output["pred_teacher"] = outputs["teacher_logits"]
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-            terms = engine.loss_function(
-                student_logits=outputs["student_logits"],
-                teacher_logits=outputs.get("teacher_logits"),
-                student_features=outputs["student_features"],
-                teacher_features=outputs.get("teacher_features"),
-                labels=labels,
-            )
+            terms = engine.compute_loss(outputs, targets)
             for name, value in terms.items():
                 engine.state.output[name] = value if name == Keys.LOSS else value.detach()
             engine.fire_event(IterationEvents.LOSS_COMPLETED)

@@ -1,0 +1,95 @@
+"""DRDTrainer: Deep Reprogramming Distillation for segmentation, RDTrainer's sibling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from monai.utils import convert_to_tensor
+from torch import nn
+
+from ..networks.segmentation import DeepReprogrammer, SegmentationStudent
+from .rd_trainer import RDTrainer
+
+__all__ = ["DRDTrainer", "DRDBranches", "DRD_LOSS_TERMS"]
+
+#: loss terms of :class:`~rd_components.losses.DRDLoss`, averaged per epoch into ``train_<term>``
+DRD_LOSS_TERMS: tuple[str, ...] = ("loss", "sup_student", "sup_hybrid", "kd", "cka")
+
+
+class DRDBranches(nn.Module):
+    """The student's encoder and decoder, and the hybrid pass of the decoder over projected teacher stages.
+
+    Args:
+        student: :class:`SegmentationStudent`.
+        reprogrammer: :class:`DeepReprogrammer` mapping the teacher's stages onto the student's
+            ``distilled_stages``; ``None`` trains the student alone.
+
+    Shapes:
+        ``images (B, C, *spatial)``, ``teacher_stages`` a list of ``(B, C_T[s], *t_s)`` -> dict
+        with ``student_logits (B, K, *spatial)``, ``student_stages`` (the distilled stages) and,
+        with a teacher, ``teacher_logits`` (the hybrid logits) and ``projected_stages``.
+    """
+
+    def __init__(self, student: SegmentationStudent, reprogrammer: DeepReprogrammer | None) -> None:
+        super().__init__()
+        self.student = student
+        self.reprogrammer = reprogrammer
+
+    def forward(self, images: torch.Tensor, teacher_stages: list[torch.Tensor] | None = None) -> dict[str, Any]:
+        stages = self.student.encode(images)
+        distilled = list(self.student.distilled_stages)
+        out: dict[str, Any] = {"student_logits": self.student.decode(stages),
+                               "student_stages": [stages[i] for i in distilled]}
+        if self.reprogrammer is not None and teacher_stages is not None:
+            projected = self.reprogrammer(teacher_stages, [tuple(stages[i].shape[2:]) for i in distilled])
+            hybrid = list(stages)
+            for index, p in zip(distilled, projected):
+                hybrid[index] = p  # the finest stage (stride 1) has no teacher counterpart: the student's own
+            out["teacher_logits"] = self.student.decode(hybrid)
+            out["projected_stages"] = projected
+        return out
+
+
+class DRDTrainer(RDTrainer):
+    """MONAI ``Trainer`` for Deep Reprogramming Distillation (segmentation).
+
+    Per iteration: the frozen teacher gives its stage maps (``teacher.stage_features``, no
+    grad); the :class:`DeepReprogrammer` projects them onto the student's encoder stages; the
+    student's decoder decodes its own stages (student logits, ``pred``) and the projected ones
+    (hybrid logits, ``pred_teacher``); ``loss_function`` (a
+    :class:`~rd_components.losses.DRDLoss`) returns a dict of terms whose ``loss`` is
+    back-propagated. Every ``IterationEvents`` fires and each term is averaged per epoch into
+    ``state.metrics["train_<term>"]``, as in :class:`RDTrainer`, whose arguments it takes
+    (``network`` is the :class:`SegmentationStudent`, ``reprogrammer`` the
+    :class:`DeepReprogrammer`).
+
+    Labels are ``(B, 1, *spatial)`` class maps; an item whose map holds ``-1`` (a hidden label)
+    is unlabelled: it trains through KD and CKA only. Stage features are computed by the
+    teacher at every step (the feature cache holds single maps, not stage lists, so far).
+    """
+
+    def __init__(self, *args: Any, loss_terms: tuple[str, ...] = DRD_LOSS_TERMS, **kwargs: Any) -> None:
+        super().__init__(*args, loss_terms=loss_terms, **kwargs)
+
+    def make_branches(self, network: nn.Module, reprogrammer: nn.Module | None) -> nn.Module:
+        if not isinstance(network, SegmentationStudent):
+            raise ValueError(f"DRDTrainer: network must be a SegmentationStudent, got {type(network).__name__}")
+        return DRDBranches(network, reprogrammer)
+
+    def teacher_inputs(self, inputs: torch.Tensor, batchdata: dict[str, Any]) -> list[torch.Tensor]:
+        with torch.no_grad():
+            stages = self.teacher_source.teacher.stage_features(convert_to_tensor(inputs, track_meta=False))
+        return [s.float() for s in stages]
+
+    def compute_loss(self, outputs: dict[str, Any], targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        labels = targets.long()
+        labeled = (labels >= 0).flatten(1).all(dim=1)
+        return self.loss_function(
+            outputs["student_logits"],
+            outputs.get("teacher_logits"),
+            labels.clamp_min(0),  # hidden (-1) maps are masked out of the supervised terms by `labeled`
+            labeled,
+            outputs["student_stages"] if "projected_stages" in outputs else (),
+            outputs.get("projected_stages", ()),
+        )
