@@ -6,6 +6,7 @@ Debian's ``mricron-data``). Each is written as NIfTI or DICOM with a decathlon-s
 """
 
 from .build import DATA_VERSION, FORMATS, build_dataset, dataset_name, ensure_dataset
+from .segmentation_tasks import SEG_CLASS_NAMES, SEG_TASKS, build_segmentation_dataset, segmentation_label_map
 from .datalist import (
     UNLABELED,
     class_counts,
@@ -35,6 +36,10 @@ from .user_data import DataConfigError, normalise_user_data, stable_id
 from .views import FixedViewsd, flip_view_axes
 
 __all__ = [
+    "SEG_CLASS_NAMES",
+    "SEG_TASKS",
+    "build_segmentation_dataset",
+    "segmentation_label_map",
     "UNLABELED",
     "hide_labels",
     "is_labeled",
