@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from ignite.engine import Events
 import torch
 
 from rd_components.foundation import I3ResNet152, create_teacher
@@ -152,3 +153,36 @@ def test_drd_trainer_learns_fires_events_and_uses_unlabelled_items():
     assert all(f"train_{t}" in metrics for t in ("loss", "sup_student", "sup_hybrid", "kd", "cka"))
     assert trainer.state.output[0]["pred_teacher"].shape == (2, 32, 32)  # decollated: per item
     assert not any(p.requires_grad for p in trainer.teacher_source.teacher.parameters())
+
+
+def test_stage_feature_cache_is_exact_and_runs_the_teacher_once_per_item(tmp_path):
+    from rd_components.engines import DRDTrainer
+    from rd_components.foundation import TeacherFeatureCache, TeacherFeatureSource
+
+    images = torch.rand(8, 1, 32, 32)
+    labels = (images > 0.5).long()
+    loader = [{"image": images[i:i + 4], "label": labels[i:i + 4], "id": [f"s{j}" for j in range(i, i + 4)]}
+              for i in (0, 4)]
+    histories, calls = [], []
+    for cache in (None, TeacherFeatureCache("toy", "digest", {"size": 32}, cache_dir=tmp_path)):
+        teacher = _ToyStageTeacher()
+        count = [0]
+        original = teacher.stage_features
+        teacher.stage_features = lambda x, f=original, c=count: (c.__setitem__(0, c[0] + len(x)), f(x))[1]
+        torch.manual_seed(0)
+        student = SegmentationStudent(2, 1, 2, features=FEATURES)
+        rep = DeepReprogrammer(2, (6, 6, 8, 8), student.stage_channels[1:])
+        optimizer = torch.optim.SGD([*student.parameters(), *rep.parameters()], lr=0.01)
+        trainer = DRDTrainer("cpu", 3, loader, student, optimizer, DRDLoss(cka_grid=2), reprogrammer=rep,
+                             teacher=TeacherFeatureSource(teacher, cache, stages=True), decollate=False)
+        losses = []
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(float(e.state.output["loss"])))
+        trainer.run()
+        histories.append(losses)
+        calls.append(count[0])
+    torch.testing.assert_close(torch.tensor(histories[1]), torch.tensor(histories[0]), rtol=1e-6, atol=1e-7)
+    assert calls == [3 * 8, 8]  # uncached: every step; cached: once per item
+    # a fresh cache object on the same folder serves the stage lists from disk
+    disk = TeacherFeatureCache("toy", "digest", {"size": 32}, cache_dir=tmp_path)
+    entry = disk.get(disk.entry_key("stages\x00s0", 0))
+    assert isinstance(entry, list) and [tuple(e.shape) for e in entry] == [(6, 16, 16), (6, 8, 8), (8, 4, 4), (8, 2, 2)]

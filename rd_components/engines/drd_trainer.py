@@ -8,6 +8,7 @@ import torch
 from monai.utils import convert_to_tensor
 from torch import nn
 
+from ..foundation.teacher_features import TeacherFeatureSource
 from ..networks.segmentation import DeepReprogrammer, SegmentationStudent
 from .rd_trainer import RDTrainer
 
@@ -65,11 +66,15 @@ class DRDTrainer(RDTrainer):
     :class:`DeepReprogrammer`).
 
     Labels are ``(B, 1, *spatial)`` class maps; an item whose map holds ``-1`` (a hidden label)
-    is unlabelled: it trains through KD and CKA only. Stage features are computed by the
-    teacher at every step (the feature cache holds single maps, not stage lists, so far).
+    is unlabelled: it trains through KD and CKA only. ``teacher`` is a frozen teacher with
+    ``stage_features`` or a :class:`TeacherFeatureSource` with ``stages=True`` (its cache then
+    holds each item's stage maps, so a warm epoch never runs the teacher).
     """
 
     def __init__(self, *args: Any, loss_terms: tuple[str, ...] = DRD_LOSS_TERMS, **kwargs: Any) -> None:
+        teacher = kwargs.get("teacher")
+        if teacher is not None and not isinstance(teacher, TeacherFeatureSource):
+            kwargs["teacher"] = TeacherFeatureSource(teacher, stages=True)
         super().__init__(*args, loss_terms=loss_terms, **kwargs)
 
     def make_branches(self, network: nn.Module, reprogrammer: nn.Module | None) -> nn.Module:
@@ -78,9 +83,11 @@ class DRDTrainer(RDTrainer):
         return DRDBranches(network, reprogrammer)
 
     def teacher_inputs(self, inputs: torch.Tensor, batchdata: dict[str, Any]) -> list[torch.Tensor]:
+        if not self.teacher_source.stages:
+            raise ValueError("DRDTrainer: the teacher source must give stage features (TeacherFeatureSource(stages=True))")
         with torch.no_grad():
-            stages = self.teacher_source.teacher.stage_features(convert_to_tensor(inputs, track_meta=False))
-        return [s.float() for s in stages]
+            stages = self.teacher_source(inputs, batchdata)
+        return [convert_to_tensor(s, track_meta=False) for s in stages]
 
     def compute_loss(self, outputs: dict[str, Any], targets: torch.Tensor) -> dict[str, torch.Tensor]:
         labels = targets.long()

@@ -23,8 +23,14 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+Entry = "torch.Tensor | list[torch.Tensor]"
+
+
 class TeacherFeatureCache:
     """In-memory and optional on-disk store of teacher features ``(C_T, *spatial')`` per sample.
+
+    An entry is one map, or a list of maps (a teacher's stage features for dense distillation,
+    stored as ``stage_0``, ``stage_1``, ... in the same file).
 
     Because the teacher is frozen and the reprogrammer sits after it, its output depends only on
     its input, that is on the sample, the augmentation view and the preprocessing. Entries are
@@ -75,15 +81,16 @@ class TeacherFeatureCache:
         assert self.directory is not None
         return self.directory / key[:2] / f"{key}.safetensors"
 
-    def get(self, key: str) -> torch.Tensor | None:
-        """Cached features ``(C_T, *spatial')`` on CPU, or ``None``."""
+    def get(self, key: str) -> torch.Tensor | list[torch.Tensor] | None:
+        """Cached features ``(C_T, *spatial')`` (or the list of stage maps) on CPU, or ``None``."""
         if key in self._memory:
             return self._memory[key]
         if self.directory is not None:
             path = self._path(key)
             if path.exists():
                 try:
-                    tensor = load_file(str(path))["features"]
+                    stored = load_file(str(path))
+                    tensor = stored["features"] if "features" in stored else [stored[f"stage_{i}"] for i in range(len(stored))]
                 except Exception as error:  # a damaged entry is recomputed, never served
                     logger.warning("Feature cache entry %s unreadable (%s); recomputing.", path.name, error)
                     return None
@@ -92,9 +99,14 @@ class TeacherFeatureCache:
                 return tensor
         return None
 
-    def put(self, key: str, features: torch.Tensor) -> None:
-        """Store features ``(C_T, *spatial')`` (moved to CPU, contiguous)."""
-        tensor = features.detach().to("cpu").contiguous()
+    def put(self, key: str, features: torch.Tensor | Sequence[torch.Tensor]) -> None:
+        """Store features ``(C_T, *spatial')``, or a list of stage maps (moved to CPU, contiguous)."""
+        if isinstance(features, torch.Tensor):
+            tensor: Any = features.detach().to("cpu").contiguous()
+            stored = {"features": tensor}
+        else:
+            tensor = [f.detach().to("cpu").contiguous() for f in features]
+            stored = {f"stage_{i}": t for i, t in enumerate(tensor)}
         if self.in_memory:
             self._memory[key] = tensor
         if self.directory is not None:
@@ -103,13 +115,13 @@ class TeacherFeatureCache:
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
             os.close(fd)
             try:
-                save_file({"features": tensor}, tmp)
+                save_file(stored, tmp)
                 os.replace(tmp, path)
             finally:
                 if os.path.exists(tmp):
                     os.remove(tmp)
 
-    def lookup_batch(self, sample_ids: Sequence[str], views: Sequence[int]) -> tuple[list[str], list[torch.Tensor | None]]:
+    def lookup_batch(self, sample_ids: Sequence[str], views: Sequence[int]) -> tuple[list[str], list[Any]]:
         """Keys and cached features (``None`` for misses) of a batch."""
         keys = [self.entry_key(str(i), int(v)) for i, v in zip(sample_ids, views)]
         found = [self.get(k) for k in keys]

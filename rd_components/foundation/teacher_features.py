@@ -35,9 +35,12 @@ class TeacherFeatureSource(nn.Module):
         cache: feature cache, or ``None`` to call the teacher on every batch.
         id_key: batch key holding sample ids.
         view_key: batch key holding view indices.
+        stages: give the teacher's stage features (``teacher.stage_features``, for dense
+            distillation) instead of its last map; cached under keys of their own.
 
     Shapes:
-        ``images (B, C, *spatial)`` -> features ``(B, C_T, *spatial')`` on the images' device.
+        ``images (B, C, *spatial)`` -> features ``(B, C_T, *spatial')`` on the images' device;
+        with ``stages``, a list of ``(B, C_s, *spatial_s)``, shallow to deep.
     """
 
     def __init__(
@@ -46,13 +49,18 @@ class TeacherFeatureSource(nn.Module):
         cache: TeacherFeatureCache | None = None,
         id_key: str = "id",
         view_key: str = "view",
+        stages: bool = False,
     ) -> None:
         super().__init__()
         self.teacher = teacher
         self.cache = cache
         self.id_key = id_key
         self.view_key = view_key
+        self.stages = bool(stages)
         self._warned = False
+
+    def _compute(self, images: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        return self.teacher.stage_features(images) if self.stages else self.teacher(images)
 
     @classmethod
     def wrap(cls, teacher: nn.Module) -> TeacherFeatureSource:
@@ -65,8 +73,8 @@ class TeacherFeatureSource(nn.Module):
         return self
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor, batchdata: Any = None) -> torch.Tensor:
-        """Teacher features of a batch, from the cache where possible."""
+    def forward(self, images: torch.Tensor, batchdata: Any = None) -> torch.Tensor | list[torch.Tensor]:
+        """Teacher features of a batch (or its stage maps), from the cache where possible."""
         self.teacher.eval()
         if self.cache is not None and not (isinstance(batchdata, dict) and self.id_key in batchdata) and not self._warned:
             # said once, on the first batch, so that a slow run is not a mystery
@@ -74,8 +82,10 @@ class TeacherFeatureSource(nn.Module):
                            "data through rd_components.utils.resolve_datalist, which adds stable ids).", self.id_key)
             self._warned = True
         if self.cache is None or not isinstance(batchdata, dict) or self.id_key not in batchdata:
-            return self.teacher(images)
+            return self._compute(images)
         ids = [str(i) for i in batchdata[self.id_key]]
+        if self.stages:
+            ids = [f"stages\x00{i}" for i in ids]  # stage lists never share a key with last maps
         files = getattr(images, "meta", {}).get("filename_or_obj") if hasattr(images, "meta") else None
         if isinstance(files, (list, tuple)) and len(files) == len(ids):
             # the source file joins the id in the key: ids repeated across splits or datalists never collide
@@ -85,8 +95,12 @@ class TeacherFeatureSource(nn.Module):
         keys, found = self.cache.lookup_batch(ids, views)
         missing = [i for i, f in enumerate(found) if f is None]
         if missing:
-            computed = self.teacher(images[missing])
+            computed = self._compute(images[missing])
             for row, index in enumerate(missing):
-                self.cache.put(keys[index], computed[row])
-                found[index] = computed[row]
+                entry = [c[row] for c in computed] if self.stages else computed[row]
+                self.cache.put(keys[index], entry)
+                found[index] = entry
+        if self.stages:
+            return [torch.stack([f[s].to(images.device, non_blocking=True) for f in found]).float()
+                    for s in range(len(found[0]))]
         return torch.stack([f.to(images.device, non_blocking=True) for f in found]).float()
