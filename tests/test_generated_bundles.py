@@ -15,9 +15,13 @@ spec = importlib.util.spec_from_file_location("generate_bundles", REPO / "script
 generate_bundles = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(generate_bundles)
 
-BUNDLES = sorted(yaml.safe_load((REPO / "bundles" / "templates" / "bundles.yaml").read_text()))
+SPEC = yaml.safe_load((REPO / "bundles" / "templates" / "bundles.yaml").read_text())
+BUNDLES = sorted(SPEC)
+# bundle kinds under construction say so in bundles.yaml ("preview") and in their README
+PREVIEW = sorted(name for name, entry in SPEC.items() if entry.get("preview"))
 MODEL_ZOO_FILES = ["configs/train.yaml", "configs/evaluate.yaml", "configs/inference.yaml", "configs/multi_gpu_train.yaml",
                    "configs/metadata.json", "configs/logging.conf", "docs/README.md", "LICENSE"]
+PREVIEW_FILES = ["configs/train.yaml", "configs/evaluate.yaml", "configs/logging.conf", "docs/README.md", "LICENSE"]
 
 
 def test_committed_configs_match_their_templates():
@@ -52,8 +56,10 @@ def test_missing_and_unused_values_are_errors(tmp_path):
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_bundle_folder_is_self_contained(bundle):
     folder = REPO / "bundles" / bundle
-    missing = [name for name in MODEL_ZOO_FILES if not (folder / name).is_file()]
+    missing = [name for name in (PREVIEW_FILES if bundle in PREVIEW else MODEL_ZOO_FILES) if not (folder / name).is_file()]
     assert not missing, f"{bundle} lacks {missing}"
+    if bundle in PREVIEW:
+        assert "preview" in (folder / "docs" / "README.md").read_text().lower()
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
@@ -61,7 +67,7 @@ def test_copied_bundle_knows_its_own_root(bundle, tmp_path):
     """A bundle copied elsewhere resolves bundle_root, outputs and checkpoints to the copy."""
     copy = tmp_path / "somewhere" / "my_bundle"
     shutil.copytree(REPO / "bundles" / bundle, copy)
-    for config in ("train.yaml", "inference.yaml"):
+    for config in ("train.yaml",) if bundle in PREVIEW else ("train.yaml", "inference.yaml"):
         workflow = ConfigWorkflow(config_file=str(copy / "configs" / config), workflow_type="train")
         workflow.initialize()
         assert workflow.bundle_root == str(copy.resolve())

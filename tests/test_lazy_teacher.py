@@ -36,6 +36,7 @@ def test_card_answers_without_building_and_matches_the_real_teacher(tmp_path):
 
     second = _lazy(tmp_path / "cache", ckpt)
     answers = (second.cache_key, second.weights_digest, second.contract, second.feature_shape((20, 20)))
+    assert second.stage_channels == eager.stage_channels == ()  # a MONAI net exposes no stages
     assert not second.is_built, "a valid card must answer cache_key, digest, contract and feature_shape"
     assert answers == (eager.cache_key, eager.weights_digest, json.loads(json.dumps(eager.contract)),
                        eager.feature_shape((20, 20)))

@@ -81,8 +81,10 @@ def subsample_training(datalist: dict, fraction: float, seed: int) -> dict:
 
 
 def is_labeled(item: dict) -> bool:
-    """True when ``item`` carries a class label (not :data:`UNLABELED`, not missing)."""
+    """True when ``item`` carries a label: a class (not :data:`UNLABELED`) or a label-map file."""
     label = item.get("label")
+    if isinstance(label, (str, os.PathLike)):
+        return True  # a segmentation label map
     return label is not None and int(label) != UNLABELED
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -121,6 +122,8 @@ def labeled_ratio_sampler(items: Sequence[dict], batch_size: int, labeled_ratio:
     """
     if isinstance(labeled_ratio, str):
         labeled_ratio = None if labeled_ratio.strip().lower() in ("none", "null", "") else float(labeled_ratio)
-    labels = [it.get("label") if is_labeled(it) else None for it in items]
+    # a segmentation item's label is its label-map file: only labelled or not matters here
+    labels = [(0 if isinstance(it.get("label"), (str, os.PathLike)) else it.get("label")) if is_labeled(it) else None
+              for it in items]
     return LabeledRatioBatchSampler(labels, min(batch_size, len(items)), labeled_ratio,
                                     drop_last=drop_last and len(items) > batch_size)

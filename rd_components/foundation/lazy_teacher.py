@@ -105,6 +105,7 @@ class LazyTeacher(nn.Module):
             "weights_digest": teacher.weights_digest,
             "cache_key": teacher.cache_key,
             "contract": teacher.contract,
+            "stage_channels": list(teacher.stage_channels),
             "feature_shapes": shapes,
         }
         self.card_path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +154,13 @@ class LazyTeacher(nn.Module):
     def contract(self) -> dict[str, Any]:
         """See :attr:`FrozenTeacher.contract`."""
         return self._card["contract"] if self._built is None and self._card else self.materialize().contract
+
+    @property
+    def stage_channels(self) -> tuple[int, ...]:
+        """See :attr:`FrozenTeacher.stage_channels`."""
+        if self._built is None and self._card and "stage_channels" in self._card:
+            return tuple(self._card["stage_channels"])
+        return tuple(self.materialize().stage_channels)
 
     def feature_shape(self, spatial_size: Sequence[int]) -> tuple[int, ...]:
         """See :meth:`FrozenTeacher.feature_shape`; remembered in the card per input size."""
