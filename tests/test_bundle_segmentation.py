@@ -36,3 +36,17 @@ def test_train_export_and_evaluate(bundle, patch, n_train, tmp_path):
     assert 0.0 < float(metrics["test_mean_dice"]) <= 1.0 and float(metrics["test_hd95"]) >= 0.0
     rows = list(csv.DictReader(open(eval_dir / "test_mean_dice_raw.csv"), delimiter=","))
     assert rows and all("test" in r["filename"] for r in rows)  # whole held-out images, not patches
+
+
+@pytest.mark.slow
+def test_student_alone_overlay_never_builds_the_teacher(tmp_path):
+    copy = copy_bundle("rd_segmentation_2d", tmp_path / "seg2d")
+    result = run_bundle("training", bundle_configs(copy, "train.yaml", "methods/segmentation/student.yaml"), tmp_path,
+                        dataset_dir=str(tmp_path / "data"), patch_size=32, num_train_patches=16, batch_size=4, epochs=1,
+                        label_fraction=0.5)
+    assert "building teacher" not in result.stdout + result.stderr
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{copy / 'eval' / 'mlruns.db'}")
+    run = client.search_runs([client.get_experiment_by_name("rd_segmentation_2d").experiment_id])[0]
+    assert run.data.params["method"] == "student" and run.info.status == "FINISHED"
+    assert run.data.metrics["train_kd"] == 0.0 and run.data.metrics["train_sup_hybrid"] == 0.0
+    assert (copy / "models" / "model.ts").is_file()
