@@ -28,7 +28,7 @@ import numpy as np
 
 from .sampling import slab_ranges, split_rng
 from .sources import LOBE_NAMES, SourceVolume, aal_lobe_of_code, load_colin27_aal, load_mni152, source_fingerprint
-from .writers import write_nifti
+from .writers import write_label_nifti, write_nifti
 
 __all__ = ["SEG_TASKS", "SEG_CLASS_NAMES", "segmentation_label_map", "build_segmentation_dataset"]
 
@@ -37,7 +37,7 @@ SEG_CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "mni152_tissue": ("background", "grey matter", "white matter", "CSF"),
     "colin27_aal": ("background", *LOBE_NAMES),
 }
-SEG_DATA_VERSION = "1"
+SEG_DATA_VERSION = "2"  # 2: label maps carry mm units like the images
 MIDLINE_MARGIN_MM = 1.0
 TEST_SLICE_STEP = 4
 _DEFAULTS = {2: {"patch_size": 64, "n_train": 1000, "n_val": 100}, 3: {"patch_size": 48, "n_train": 240, "n_val": 40}}
@@ -67,17 +67,6 @@ def _patch_affine(affine: np.ndarray, corner: tuple[int, int, int]) -> np.ndarra
     out = affine.copy()
     out[:3, 3] = affine[:3, :3] @ np.asarray(corner, dtype=float) + affine[:3, 3]
     return out
-
-
-def _write_label(path: Path, labels: np.ndarray, affine: np.ndarray) -> None:
-    import gzip
-
-    import nibabel as nib
-
-    img = nib.Nifti1Image(labels.astype(np.uint8), affine)
-    img.set_qform(affine, code="aligned")
-    img.set_sform(affine, code="aligned")
-    path.write_bytes(gzip.compress(img.to_bytes(), compresslevel=1, mtime=0))
 
 
 def _regions(labels: np.ndarray, affine: np.ndarray) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int, int, int]]:
@@ -174,7 +163,7 @@ def build_segmentation_dataset(
             affine = _patch_affine(source.affine, corner)
             name = f"{sub}/{sub}_{i:05d}"
             write_nifti(folder / f"{name}_image.nii.gz", _cut(source.quantised, corner, patch, spatial_dims), affine)
-            _write_label(folder / f"{name}_label.nii.gz", _cut(labels, corner, patch, spatial_dims), affine)
+            write_label_nifti(folder / f"{name}_label.nii.gz", _cut(labels, corner, patch, spatial_dims), affine)
             items[split].append({"image": f"{name}_image.nii.gz", "label": f"{name}_label.nii.gz", "id": f"{sub}_{i:05d}"})
     (folder / "test").mkdir(parents=True, exist_ok=True)
     box = (slice(right[0], right[1]), slice(y0, y1))
@@ -187,7 +176,7 @@ def build_segmentation_dataset(
         affine = _patch_affine(source.affine, corner)
         name = f"test/test_{i:05d}"
         write_nifti(folder / f"{name}_image.nii.gz", image, affine)
-        _write_label(folder / f"{name}_label.nii.gz", label, affine)
+        write_label_nifti(folder / f"{name}_label.nii.gz", label, affine)
         items["test"].append({"image": f"{name}_image.nii.gz", "label": f"{name}_label.nii.gz", "id": f"test_{i:05d}"})
     datalist = {
         "name": folder.name, "task": task, "spatial_dims": spatial_dims, "patch_size": [patch] * spatial_dims,

@@ -27,7 +27,23 @@ import numpy as np
 
 from .sources import RESCALE_SLOPE
 
-__all__ = ["write_nifti", "deterministic_uid", "DicomPatchWriter"]
+__all__ = ["write_nifti", "write_label_nifti", "deterministic_uid", "DicomPatchWriter"]
+
+
+def _write_nifti_array(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray) -> None:
+    import nibabel as nib
+
+    img = nib.Nifti1Image(array, affine)
+    img.header.set_xyzt_units("mm")
+    img.set_qform(affine, code="aligned")
+    img.set_sform(affine, code="aligned")
+    # gzip with mtime 0 so that rebuilding gives byte-identical files
+    Path(path).write_bytes(gzip.compress(img.to_bytes(), compresslevel=1, mtime=0))
+
+
+def write_label_nifti(path: str | os.PathLike, labels: np.ndarray, affine: np.ndarray) -> None:
+    """Write a label map ``(X, Y[, Z])`` as uint8 ``.nii.gz`` on the grid of ``affine``."""
+    _write_nifti_array(path, labels.astype(np.uint8), affine)
 
 
 def write_nifti(path: str | os.PathLike, quantised: np.ndarray, affine: np.ndarray) -> None:
@@ -38,15 +54,8 @@ def write_nifti(path: str | os.PathLike, quantised: np.ndarray, affine: np.ndarr
         quantised: ``(X, Y)`` or ``(X, Y, Z)`` uint16 stored values.
         affine: ``(4, 4)`` voxel -> RAS mm of this patch.
     """
-    import nibabel as nib
-
     real = quantised.astype(np.float32) * np.float32(RESCALE_SLOPE)  # exact: slope is 2**-12
-    img = nib.Nifti1Image(real, affine)
-    img.header.set_xyzt_units("mm")
-    img.set_qform(affine, code="aligned")
-    img.set_sform(affine, code="aligned")
-    # gzip with mtime 0 so that rebuilding gives byte-identical files
-    Path(path).write_bytes(gzip.compress(img.to_bytes(), compresslevel=1, mtime=0))
+    _write_nifti_array(path, real, affine)
 
 
 def deterministic_uid(*parts: object) -> str:
