@@ -12,6 +12,11 @@ teacher with a logistic-regression head, the reference) is fitted and scored in-
 Example:
     python scripts/compare.py --bundle rd_classification_2d --methods student kd rd \\
         --seeds 0 1 2 --label_fractions 0.01 0.1 1.0 --epochs 10 --out results/compare_2d
+    python scripts/compare.py --bundle rd_segmentation_3d --methods student drd \\
+        --seeds 0 1 2 --label_fractions 0.1 --out results/seg_3d
+
+Segmentation bundles take the overlays of ``bundles/methods/segmentation/`` and are scored by
+their own ``evaluate.yaml`` (mean Dice and 95 % Hausdorff distance on the whole held-out images).
 
 Writes ``OUT/results.csv`` (one row per cell, with the task, the labelled / unlabelled counts
 and the teacher branch's validation and test accuracy), ``OUT/results.md`` (mean +- std per
@@ -34,7 +39,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # the work lives in scripts/comparison/, one module a job (cells, scoring, grid, tables, plots)
-from comparison import METHODS  # noqa: E402
+from comparison import CLASSIFICATION_METHODS, METHODS, SEGMENTATION_METHODS, bundle_kind  # noqa: E402
 from comparison.grid import run_grid  # noqa: E402
 from comparison.tables import read_rows, write_outputs  # noqa: E402
 
@@ -43,8 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (its description is this file's docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", default="rd_classification_2d", help="bundle folder name under bundles/")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, metavar="METHOD",
-                        help=f"methods to compare (default: all of {', '.join(METHODS)})")
+    parser.add_argument("--methods", nargs="+", default=None, choices=METHODS, metavar="METHOD",
+                        help=f"methods to compare (default: all the bundle's kind has; classification: "
+                             f"{', '.join(CLASSIFICATION_METHODS)}; segmentation: {', '.join(SEGMENTATION_METHODS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--label_fractions", nargs="+", type=float, default=[0.01, 0.1, 1.0])
     parser.add_argument("--epochs", type=int, default=None, help="epochs per cell (default: the bundle's)")
@@ -84,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         bundles = ", ".join(dict.fromkeys(r["bundle"] for r in rows))
         print(write_outputs(rows, args.out, f"Test split, mean ± std over seeds {seeds}; bundle {bundles}."))
         return 0
+    kind_methods = SEGMENTATION_METHODS if bundle_kind(args.bundle) == "segmentation" else CLASSIFICATION_METHODS
+    args.methods = args.methods or list(kind_methods)
+    wrong = [m for m in args.methods if m not in kind_methods]
+    if wrong:
+        raise SystemExit(f"--methods {' '.join(wrong)}: not a method of {bundle_kind(args.bundle)} bundles such as "
+                         f"{args.bundle} (those are: {', '.join(kind_methods)})")
     run_grid(args)
     return 0
 

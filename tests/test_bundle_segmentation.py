@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 
 import mlflow
 import pytest
-from bundle_helpers import bundle_configs, copy_bundle, run_bundle
+from bundle_helpers import REPO, bundle_configs, copy_bundle, run_bundle
 
 
 @pytest.mark.slow
@@ -39,14 +42,31 @@ def test_train_export_and_evaluate(bundle, patch, n_train, tmp_path):
 
 
 @pytest.mark.slow
-def test_student_alone_overlay_never_builds_the_teacher(tmp_path):
-    copy = copy_bundle("rd_segmentation_2d", tmp_path / "seg2d")
-    result = run_bundle("training", bundle_configs(copy, "train.yaml", "methods/segmentation/student.yaml"), tmp_path,
-                        dataset_dir=str(tmp_path / "data"), patch_size=32, num_train_patches=16, batch_size=4, epochs=1,
-                        label_fraction=0.5)
-    assert "building teacher" not in result.stdout + result.stderr
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{copy / 'eval' / 'mlruns.db'}")
-    run = client.search_runs([client.get_experiment_by_name("rd_segmentation_2d").experiment_id])[0]
-    assert run.data.params["method"] == "student" and run.info.status == "FINISHED"
-    assert run.data.metrics["train_kd"] == 0.0 and run.data.metrics["train_sup_hybrid"] == 0.0
-    assert (copy / "models" / "model.ts").is_file()
+def test_compare_student_and_drd_scores_dice_and_the_student_never_builds_the_teacher(tmp_path):
+    """scripts/compare.py on a segmentation bundle: the student overlay, DRD, evaluate.yaml scoring, Dice tables."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "scripts" / "compare.py"), "--bundle", "rd_segmentation_2d", "--methods", "student",
+           "drd", "--seeds", "0", "--label_fractions", "0.5", "--epochs", "1", "--out", str(out),
+           "--dataset_dir", str(tmp_path / "data"), "--experiment_name", "seg",
+           "--set", "patch_size=32", "num_train_patches=16", "batch_size=4", "--threads", "1"]
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "OMP_NUM_THREADS")}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    student_log = (out / "cells" / "student-f0.5-s0" / "train.log").read_text()
+    assert "building teacher" not in student_log
+    assert "building teacher" in (out / "cells" / "drd-f0.5-s0" / "train.log").read_text()
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["method"] for r in rows] == ["student", "drd"]
+    for row in rows:
+        assert row["task"] == "mni152_tissue_2d" and int(row["n_labeled"]) == 8 and int(row["n_unlabeled"]) == 8
+        assert 0.0 <= float(row["mean_dice"]) <= 1.0 and float(row["hd95"]) >= 0.0
+        # one column per foreground class; mean_dice is MONAI's MeanDice (per image over the classes it holds)
+        assert all(0.0 <= float(row[f"dice_{c}"]) <= 1.0 for c in ("grey_matter", "white_matter", "csf"))
+    table = (out / "results.md").read_text()
+    assert "Dice / HD95" in table and "| drd minus |" in table
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("seg").experiment_id])}
+    assert runs["student-f0.5-s0"].data.params["method"] == "student"
+    assert runs["student-f0.5-s0"].data.metrics["train_kd"] == 0.0
+    assert runs["drd-f0.5-s0"].data.metrics["test_mean_dice"] == pytest.approx(float(rows[1]["mean_dice"]))
+    assert runs["drd-f0.5-s0-test"].info.status == "FINISHED"  # the evaluation's own run

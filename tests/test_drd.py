@@ -186,3 +186,35 @@ def test_stage_feature_cache_is_exact_and_runs_the_teacher_once_per_item(tmp_pat
     disk = TeacherFeatureCache("toy", "digest", {"size": 32}, cache_dir=tmp_path)
     entry = disk.get(disk.entry_key("stages\x00s0", 0))
     assert isinstance(entry, list) and [tuple(e.shape) for e in entry] == [(6, 16, 16), (6, 8, 8), (8, 4, 4), (8, 2, 2)]
+
+
+@pytest.mark.parametrize("labeled_items", [[True, False, True, False], [False, False, False, False]])
+def test_hybrid_pass_without_grad_for_unlabelled_items_gives_the_same_loss_and_gradients(labeled_items):
+    from rd_components.engines.drd_trainer import DRDBranches
+
+    torch.manual_seed(0)
+    images = torch.rand(4, 1, 32, 32)
+    labels = (images > 0.5).long()
+    labeled = torch.tensor(labeled_items)
+    stages = _ToyStageTeacher().stage_features(images)
+    student = SegmentationStudent(2, 1, 2, features=FEATURES)
+    rep = DeepReprogrammer(2, (6, 6, 8, 8), student.stage_channels[1:])
+    branches = DRDBranches(student, rep)
+    loss = DRDLoss(cka_grid=2)
+    results = []
+    for hybrid_grad in (None, labeled):
+        branches.zero_grad()
+        out = branches(images, stages, hybrid_grad)
+        terms = loss(out["student_logits"], out["teacher_logits"], labels, labeled, out["student_stages"],
+                     out["projected_stages"])
+        terms["loss"].backward()
+        results.append((out["teacher_logits"].detach(), terms["loss"].detach(),
+                        [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in branches.parameters()]))
+    (logits_full, loss_full, grads_full), (logits_split, loss_split, grads_split) = results
+    torch.testing.assert_close(logits_split, logits_full)
+    torch.testing.assert_close(loss_split, loss_full)
+    for g_split, g_full in zip(grads_split, grads_full):
+        torch.testing.assert_close(g_split, g_full, rtol=1e-5, atol=1e-6)
+    # the projectors learn from the labelled items' hybrid term, and only then
+    projector_grad = sum(float(p.grad.abs().sum()) for p in rep.parameters() if p.grad is not None)
+    assert (projector_grad > 0) == any(labeled_items)

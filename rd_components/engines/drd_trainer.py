@@ -27,9 +27,18 @@ class DRDBranches(nn.Module):
             ``distilled_stages``; ``None`` trains the student alone.
 
     Shapes:
-        ``images (B, C, *spatial)``, ``teacher_stages`` a list of ``(B, C_T[s], *t_s)`` -> dict
-        with ``student_logits (B, K, *spatial)``, ``student_stages`` (the distilled stages) and,
-        with a teacher, ``teacher_logits`` (the hybrid logits) and ``projected_stages``.
+        ``images (B, C, *spatial)``, ``teacher_stages`` a list of ``(B, C_T[s], *t_s)``,
+        ``hybrid_grad`` ``(B,)`` bool or ``None`` -> dict with ``student_logits (B, K, *spatial)``,
+        ``student_stages`` (the distilled stages) and, with a teacher, ``teacher_logits`` (the
+        hybrid logits) and ``projected_stages``.
+
+    ``hybrid_grad`` marks the items whose hybrid logits need gradients; the others are decoded
+    without autograd (no graph kept, no backward). The trainer passes the labelled items when
+    the loss detaches the hybrid logits for KD (:class:`~rd_components.losses.DRDLoss`'s
+    default), because then only the labelled items' supervised term trains the hybrid pass and
+    the rest only serve as KD targets: same gradients, about a third of the hybrid cost for each
+    unlabelled item. Exact for per-item normalisation (instance norm, the ``BasicUNet``
+    default); with batch norm in the decoder the two parts are normalised separately.
     """
 
     def __init__(self, student: SegmentationStudent, reprogrammer: DeepReprogrammer | None) -> None:
@@ -37,7 +46,8 @@ class DRDBranches(nn.Module):
         self.student = student
         self.reprogrammer = reprogrammer
 
-    def forward(self, images: torch.Tensor, teacher_stages: list[torch.Tensor] | None = None) -> dict[str, Any]:
+    def forward(self, images: torch.Tensor, teacher_stages: list[torch.Tensor] | None = None,
+                hybrid_grad: torch.Tensor | None = None) -> dict[str, Any]:
         stages = self.student.encode(images)
         distilled = list(self.student.distilled_stages)
         out: dict[str, Any] = {"student_logits": self.student.decode(stages),
@@ -47,9 +57,26 @@ class DRDBranches(nn.Module):
             hybrid = list(stages)
             for index, p in zip(distilled, projected):
                 hybrid[index] = p  # the finest stage (stride 1) has no teacher counterpart: the student's own
-            out["teacher_logits"] = self.student.decode(hybrid)
+            out["teacher_logits"] = self._decode_hybrid(hybrid, hybrid_grad)
             out["projected_stages"] = projected
         return out
+
+    def _decode_hybrid(self, hybrid: list[torch.Tensor], grad_items: torch.Tensor | None) -> torch.Tensor:
+        """Hybrid logits, with autograd only for ``grad_items`` (all items when ``None`` or grad is off)."""
+        if grad_items is None or not torch.is_grad_enabled() or bool(grad_items.all()):
+            return self.student.decode(hybrid)
+        grad_items = grad_items.to(hybrid[0].device).bool().reshape(-1)
+        if not bool(grad_items.any()):
+            # one item keeps every decoder and projector parameter in the graph (DDP requires it)
+            grad_items = torch.zeros_like(grad_items)
+            grad_items[0] = True
+        with torch.no_grad():
+            rest = self.student.decode([h[~grad_items] for h in hybrid])
+        logits = self.student.decode([h[grad_items] for h in hybrid])
+        full = logits.new_empty((grad_items.shape[0], *logits.shape[1:]))
+        full[grad_items] = logits
+        full[~grad_items] = rest
+        return full
 
 
 class DRDTrainer(RDTrainer):
@@ -88,6 +115,13 @@ class DRDTrainer(RDTrainer):
         with torch.no_grad():
             stages = self.teacher_source(inputs, batchdata)
         return [convert_to_tensor(s, track_meta=False) for s in stages]
+
+    def branch_arguments(self, images: torch.Tensor, teacher_features: Any, targets: torch.Tensor) -> tuple:
+        # with detached KD targets only the labelled items' hybrid logits need gradients (DRDBranches)
+        hybrid_grad = None
+        if getattr(self.loss_function, "detach_teacher", False):
+            hybrid_grad = (targets >= 0).flatten(1).all(dim=1)
+        return images, teacher_features, hybrid_grad
 
     def compute_loss(self, outputs: dict[str, Any], targets: torch.Tensor) -> dict[str, torch.Tensor]:
         labels = targets.long()

@@ -161,6 +161,10 @@ class RDTrainer(Trainer):
             # the source reads the images' metadata (source files) for its cache keys
             return convert_to_tensor(self.teacher_source(inputs, batchdata), track_meta=False)
 
+    def branch_arguments(self, images: torch.Tensor, teacher_features: Any, targets: torch.Tensor) -> tuple:
+        """Positional arguments of the branches' forward for this step (RD: images and teacher features)."""
+        return images, teacher_features
+
     def compute_loss(self, outputs: dict[str, Any], targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """The loss terms of one step from the branches' outputs (RD: an :class:`RDLoss` call)."""
         return self.loss_function(
@@ -187,7 +191,7 @@ class RDTrainer(Trainer):
         targets = convert_to_tensor(targets, track_meta=False)
 
         def _forward_and_loss() -> torch.Tensor:
-            outputs = engine.branches(images, teacher_features)
+            outputs = engine.branches(*engine.branch_arguments(images, teacher_features, targets))
             engine.state.output[Keys.PRED] = outputs["student_logits"]
             if "teacher_logits" in outputs:
                 engine.state.output["pred_teacher"] = outputs["teacher_logits"]

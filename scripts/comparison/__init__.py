@@ -3,8 +3,10 @@
 - ``cells``: one cell (method, seed, label fraction): its overrides, its training as a
   ``python -m monai.bundle run training`` subprocess, and grid resume (the FINISHED MLflow run
   with the same parameters that stands for an already trained cell).
-- ``scoring``: a trained cell scored on the held-out test split (the exported student, its
-  teacher branch), or the linear probe fitted and scored in-process; one results row.
+- ``scoring``: a trained classification cell scored on the held-out test split (the exported
+  student, its teacher branch), or the linear probe fitted and scored in-process; one results row.
+- ``segmentation``: a trained segmentation cell scored by the bundle's own ``evaluate.yaml``
+  (sliding-window Dice and 95 % Hausdorff per class on the whole held-out images); one results row.
 - ``grid``: the grid of cells: which to train, ``--jobs`` at a time, each scored as it finishes,
   and the MLflow summary run.
 - ``tables``: ``results.csv`` (read, merged and written), the markdown tables (mean +- std, RD
@@ -22,5 +24,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 # the linear probe has no overlay: it is fitted and scored in-process, never trained by the bundle
 PROBE = "linear_probe"
-# every overlay in bundles/methods/ is a method; the linear probe is fitted in-process
-METHODS = tuple(sorted(p.stem for p in (REPO / "bundles" / "methods").glob("*.yaml"))) + (PROBE,)
+METHOD_DIRS = {"classification": REPO / "bundles" / "methods", "segmentation": REPO / "bundles" / "methods" / "segmentation"}
+# every overlay in bundles/methods/ is a classification method; the linear probe is fitted in-process
+CLASSIFICATION_METHODS = tuple(sorted(p.stem for p in METHOD_DIRS["classification"].glob("*.yaml"))) + (PROBE,)
+# overlays in bundles/methods/segmentation/ merge on a segmentation bundle's train.yaml
+SEGMENTATION_METHODS = tuple(sorted(p.stem for p in METHOD_DIRS["segmentation"].glob("*.yaml")))
+METHODS = tuple(dict.fromkeys(CLASSIFICATION_METHODS + SEGMENTATION_METHODS))
+
+
+def bundle_kind(bundle: str) -> str:
+    """``"classification"`` or ``"segmentation"``: the template ``bundles/templates/bundles.yaml`` renders it from."""
+    import yaml
+
+    entries = yaml.safe_load((REPO / "bundles" / "templates" / "bundles.yaml").read_text())
+    return str(entries.get(bundle, {}).get("template", "classification"))
+
+
+def method_overlay(bundle: str, method: str) -> Path:
+    """``bundles/methods[/segmentation]/<method>.yaml``, the overlay that turns the bundle into ``method``."""
+    return METHOD_DIRS[bundle_kind(bundle)] / f"{method}.yaml"

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import REPO
+from . import REPO, method_overlay
 
 # a cell key: (label fraction, seed, method), in the grid's order (fractions outermost)
 Cell = tuple[float, int, str]
@@ -47,32 +47,45 @@ def cell_name(cell: Cell) -> str:
     return f"{method}-f{fraction:g}-s{seed}"
 
 
+def cell_overrides(args: argparse.Namespace, seed: int, fraction: float, cell: str, common: dict[str, Any]) -> dict[str, Any]:
+    """Bundle overrides of one cell: the grid's, its seed and label fraction, its own folders and run name."""
+    cell_dir = args.out / "cells" / cell
+    return {**common, "seed": seed, "label_fraction": fraction, "output_dir": str(cell_dir),
+            "ckpt_dir": str(cell_dir / "models"), "run_name": cell, "registered_model_name": None}
+
+
+def run_bundle(workflow: str, configs: list[str], overrides: dict[str, Any], log: Path, threads: int | None = None) -> None:
+    """``python -m monai.bundle run <workflow>`` on ``configs`` with ``overrides``, its output in ``log``.
+
+    The bundle runs as users run it, in its own process, so that ``--jobs`` cells train side by
+    side and a failing cell leaves its whole log behind.
+    """
+    cmd = [sys.executable, "-m", "monai.bundle", "run", workflow, "--config_file", json.dumps(configs)]
+    for key, value in overrides.items():
+        # the bundle CLI (python-fire) reads Python literals: True, None, [32, 32]
+        cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    # MONAI's MLFlowHandler lets MLFLOW_TRACKING_URI override its argument: keep both equal
+    env = {**os.environ, "MLFLOW_TRACKING_URI": overrides["tracking_uri"]}
+    if threads is not None and "OMP_NUM_THREADS" not in os.environ:
+        # N cells at once on C cores: C // N threads each, so they do not oversubscribe the cores
+        env["OMP_NUM_THREADS"] = str(threads)
+    with open(log, "w") as handle:
+        result = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"{workflow} of {overrides.get('run_name', 'the bundle')} failed; see {log}")
+
+
 def run_cell(args: argparse.Namespace, method: str, seed: int, fraction: float, cell: str, common: dict[str, Any],
              threads: int | None = None) -> Path:
     """Train one cell with the bundle in a subprocess (``threads`` torch threads); return its checkpoint folder.
 
-    The bundle runs as users run it, in its own process, so that ``--jobs`` cells train side by
-    side and a failing cell leaves its whole log in ``OUT/cells/<cell>/train.log``.
+    A failing cell leaves its whole log in ``OUT/cells/<cell>/train.log``.
     """
-    configs = [str(REPO / "bundles" / args.bundle / "configs" / "train.yaml"), str(REPO / "bundles" / "methods" / f"{method}.yaml")]
-    cell_dir = args.out / "cells" / cell
-    overrides = {**common, "seed": seed, "label_fraction": fraction, "output_dir": str(cell_dir),
-                 "ckpt_dir": str(cell_dir / "models"), "run_name": cell, "registered_model_name": None}
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", json.dumps(configs)]
-    for key, value in overrides.items():
-        # the bundle CLI (python-fire) reads Python literals: True, None, [32, 32]
-        cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    # MONAI's MLFlowHandler lets MLFLOW_TRACKING_URI override its argument: keep both equal
-    env = {**os.environ, "MLFLOW_TRACKING_URI": common["tracking_uri"]}
-    if threads is not None and "OMP_NUM_THREADS" not in os.environ:
-        # N cells at once on C cores: C // N threads each, so they do not oversubscribe the cores
-        env["OMP_NUM_THREADS"] = str(threads)
-    with open(cell_dir / "train.log", "w") as log:
-        result = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-    if result.returncode != 0:
-        raise RuntimeError(f"cell {cell} failed; see {cell_dir / 'train.log'}")
-    return cell_dir / "models"
+    configs = [str(REPO / "bundles" / args.bundle / "configs" / "train.yaml"), str(method_overlay(args.bundle, method))]
+    overrides = cell_overrides(args, seed, fraction, cell, common)
+    run_bundle("training", configs, overrides, args.out / "cells" / cell / "train.log", threads)
+    return Path(overrides["ckpt_dir"])
 
 
 def expected_params(cell: Cell, common: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from . import PROBE
 from .cells import Cell, bundle_overrides, cell_name, expected_params, finished_run, retire_stale_runs, run_cell
 from .executors import cell_executor
 from .scoring import score_cell
-from .tables import write_csv, write_outputs
+from .tables import describe, write_csv, write_outputs
 
 
 def grid_settings(args: argparse.Namespace) -> tuple[str, str, dict[str, Any]]:
@@ -56,8 +56,7 @@ def run_grid(args: argparse.Namespace) -> None:
     def score_and_record(cell: Cell) -> None:
         fraction, seed, method = cell
         rows[cell] = score_cell(args, client, experiment, common, method, seed, fraction, names[cell])
-        print(f"    {names[cell]}: accuracy {rows[cell]['accuracy']:.3f}  macro-F1 {rows[cell]['macro_f1']:.3f}"
-              f"  AUC {rows[cell]['auc']:.3f}", flush=True)
+        print(f"    {names[cell]}: {describe(rows[cell])}", flush=True)
         # rewritten after every cell, in grid order, so a long grid's CSV is never behind by more than one cell
         write_csv([rows[c] for c in cells if c in rows], args.out / "results.csv")
 

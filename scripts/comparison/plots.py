@@ -1,4 +1,4 @@
-"""``results.png``: test accuracy against the fraction of training labels, one line per method."""
+"""``results.png``: test accuracy (mean Dice) against the fraction of training labels, one line per method."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from typing import Any
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """Accuracy (mean +- std over seeds) against label fraction, one line per method."""
+    """Accuracy or mean Dice (mean +- std over seeds) against label fraction, one line per method."""
     import matplotlib
+
+    from .tables import result_kind
+
+    kind = result_kind(rows)
 
     # no display on a training machine: render to a file only
     matplotlib.use("Agg")
@@ -20,12 +24,13 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         fractions = sorted({r["label_fraction"] for r in rows if r["method"] == method})
         means, stds = [], []
         for f in fractions:
-            values = [100 * r["accuracy"] for r in rows if r["method"] == method and r["label_fraction"] == f]
+            values = [100 * r[kind.primary] for r in rows if r["method"] == method and r["label_fraction"] == f]
             means.append(statistics.mean(values))
             stds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
         ax.errorbar(fractions, means, yerr=stds, marker="o", capsize=3, label=method)
     # label fractions span decades (0.01, 0.1, 1.0)
-    ax.set(xscale="log", xlabel="fraction of training labels", ylabel="test accuracy (%)", title="RD vs baselines")
+    ax.set(xscale="log", xlabel="fraction of training labels", ylabel=f"test {kind.primary_label} (%)",
+           title=f"{kind.reference.upper()} vs baselines")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import PROBE, REPO
+from . import PROBE, REPO, bundle_kind, method_overlay
 from .cells import best_metric, expected_params, finished_run
 
 if TYPE_CHECKING:
@@ -26,8 +26,8 @@ def load_bundle(args: argparse.Namespace, common: dict[str, Any], method: str, s
     from monai.bundle import ConfigParser
 
     configs = [str(REPO / "bundles" / args.bundle / "configs" / "train.yaml")]
-    if (REPO / "bundles" / "methods" / f"{method}.yaml").is_file():
-        configs.append(str(REPO / "bundles" / "methods" / f"{method}.yaml"))
+    if method_overlay(args.bundle, method).is_file():
+        configs.append(str(method_overlay(args.bundle, method)))
     parser = ConfigParser(ConfigParser.load_config_files(configs))
     # parsed here, not run by MONAI: the bundle's folder cannot be found from the workflow
     parser["bundle_root"] = str(REPO / "bundles" / args.bundle)
@@ -159,6 +159,10 @@ def score_cell(args: argparse.Namespace, client: Any, experiment: str, common: d
     The test metrics are logged to the cell's MLflow run as ``test_<metric>``; the probe, which
     no bundle run records, gets a run of its own here and is marked FINISHED once scored.
     """
+    if bundle_kind(args.bundle) == "segmentation":
+        from .segmentation import score_segmentation_cell
+
+        return score_segmentation_cell(args, client, experiment, common, method, seed, fraction, cell)
     parser = load_bundle(args, common, method, seed, fraction)
     num_classes = parser.get_parsed_content("num_classes")
     if method == PROBE:

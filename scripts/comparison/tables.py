@@ -1,21 +1,55 @@
 """Results tables: ``results.csv`` (read, merged, written), the markdown summaries and ``results.md``.
 
-The summary is mean +- std over seeds of accuracy, macro-F1 and AUC per method and label
-fraction; when RD ran with other methods, RD minus each method follows, paired by seed and
-label fraction, with a 95 % t-interval.
+The summary is mean +- std over seeds per method and label fraction of accuracy, macro-F1 and
+AUC (classification) or mean Dice and 95 % Hausdorff distance (segmentation); when RD (DRD)
+ran with other methods, RD (DRD) minus each method follows on accuracy (mean Dice), paired by
+seed and label fraction, with a 95 % t-interval.
 """
 
 from __future__ import annotations
 
 import csv
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import PROBE
 from .plots import plot
 
-FLOAT_COLUMNS = ("accuracy", "macro_f1", "auc", "latency_ms", "teacher_accuracy", "teacher_val_accuracy")
+FLOAT_COLUMNS = ("accuracy", "macro_f1", "auc", "latency_ms", "teacher_accuracy", "teacher_val_accuracy", "mean_dice",
+                 "hd95", "val_mean_dice")
+
+
+@dataclass(frozen=True)
+class ResultKind:
+    """What a grid's rows measure: the columns of its summary and the method the others are paired against.
+
+    ``columns`` are (column, label, scale): a value is shown as ``scale * value``.
+    """
+
+    primary: str
+    primary_label: str
+    columns: tuple[tuple[str, str, float], ...]
+    reference: str
+
+
+CLASSIFICATION = ResultKind("accuracy", "accuracy", (("accuracy", "acc", 100.0), ("macro_f1", "F1", 100.0),
+                                                      ("auc", "AUC", 100.0)), "rd")
+SEGMENTATION = ResultKind("mean_dice", "mean Dice", (("mean_dice", "Dice", 100.0), ("hd95", "HD95", 1.0)), "drd")
+
+
+def result_kind(rows: list[dict[str, Any]]) -> ResultKind:
+    """Segmentation rows carry a ``mean_dice`` (read back from a CSV, classification rows hold NaN there)."""
+    value = rows[0].get("mean_dice") if rows else None
+    return SEGMENTATION if isinstance(value, float) and value == value else CLASSIFICATION
+
+
+def describe(row: dict[str, Any]) -> str:
+    """One cell's test figures for the grid's log, e.g. ``mean Dice 0.812  HD95 2.10``."""
+    if result_kind([row]) is SEGMENTATION:
+        return f"mean Dice {row['mean_dice']:.3f}  HD95 {row['hd95']:.2f}"
+    return f"accuracy {row['accuracy']:.3f}  macro-F1 {row['macro_f1']:.3f}  AUC {row['auc']:.3f}"
 
 
 def interval95(diffs: list[float]) -> float:
@@ -27,14 +61,17 @@ def interval95(diffs: list[float]) -> float:
     return float(t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5)
 
 
-def paired_differences(rows: list[dict[str, Any]], reference: str = "rd") -> str:
-    """Markdown table: ``reference`` minus each method, accuracy points, mean and 95 % interval
-    (t) over the seeds that both ran (paired by seed and label fraction)."""
+def paired_differences(rows: list[dict[str, Any]], reference: str | None = None) -> str:
+    """Markdown table: ``reference`` (default: RD, or DRD for segmentation) minus each method, in
+    points of accuracy (mean Dice), mean and 95 % interval (t) over the seeds that both ran
+    (paired by seed and label fraction)."""
+    kind = result_kind(rows)
+    reference = reference or kind.reference
     fractions = sorted({r["label_fraction"] for r in rows})
-    by_cell = {(r["method"], r["seed"], r["label_fraction"]): 100 * r["accuracy"] for r in rows}
+    by_cell = {(r["method"], r["seed"], r["label_fraction"]): 100 * r[kind.primary] for r in rows}
     others = [m for m in dict.fromkeys(r["method"] for r in rows) if m != reference]
-    lines = [f"| {reference} minus | " + " | ".join(f"{f:g} labels (accuracy points, 95 % CI)" for f in fractions) + " |",
-             "|---|" + "---|" * len(fractions)]
+    lines = [f"| {reference} minus | " + " | ".join(f"{f:g} labels ({kind.primary_label} points, 95 % CI)" for f in fractions)
+             + " |", "|---|" + "---|" * len(fractions)]
     for method in others:
         cells = []
         for fraction in fractions:
@@ -84,7 +121,7 @@ def write_outputs(rows: list[dict[str, Any]], out: Path, title: str) -> str:
     """``results.csv``, ``results.md`` (means and, when RD ran, paired differences) and ``results.png``."""
     write_csv(rows, out / "results.csv")
     table = summarise(rows)
-    if any(r["method"] == "rd" for r in rows) and len({r["method"] for r in rows}) > 1:
+    if any(r["method"] == result_kind(rows).reference for r in rows) and len({r["method"] for r in rows}) > 1:
         table += "\nPaired by seed:\n\n" + paired_differences(rows)
     (out / "results.md").write_text(f"{title}\n\n" + table)
     plot(rows, out / "results.png")
@@ -92,10 +129,14 @@ def write_outputs(rows: list[dict[str, Any]], out: Path, title: str) -> str:
 
 
 def summarise(rows: list[dict[str, Any]]) -> str:
-    """Markdown table: mean +- std of accuracy, macro-F1 and AUC per method and label fraction."""
+    """Markdown table: mean +- std of the kind's columns (accuracy / F1 / AUC, or Dice / HD95) per method and label fraction."""
+    kind = result_kind(rows)
     fractions = sorted({r["label_fraction"] for r in rows})
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    lines = ["| method | " + " | ".join(f"{f:g} labels: acc / F1 / AUC [/ teacher branch acc]" for f in fractions) + " |",
+    header = " / ".join(label for _, label, _ in kind.columns)
+    if kind is CLASSIFICATION:
+        header += " [/ teacher branch acc]"
+    lines = ["| method | " + " | ".join(f"{f:g} labels: {header}" for f in fractions) + " |",
              "|---|" + "---|" * len(fractions)]
     for method in methods:
         cells = []
@@ -105,12 +146,13 @@ def summarise(rows: list[dict[str, Any]]) -> str:
                 cells.append("-")
                 continue
             parts = []
-            for key in ("accuracy", "macro_f1", "auc"):
-                values = [100 * r[key] for r in group]
+            for key, _, scale in kind.columns:
+                values = [scale * r[key] for r in group]
                 std = statistics.stdev(values) if len(values) > 1 else 0.0
                 parts.append(f"{statistics.mean(values):.1f} ± {std:.1f}")
             # NaN != NaN: cells without a teacher branch (the student alone) are left out
-            teacher = [100 * r["teacher_accuracy"] for r in group if r.get("teacher_accuracy") == r.get("teacher_accuracy")]
+            teacher = [100 * r["teacher_accuracy"] for r in group if r.get("teacher_accuracy") == r.get("teacher_accuracy")
+                       and r.get("teacher_accuracy") is not None]
             if teacher and method != PROBE:  # the probe's teacher accuracy is its accuracy
                 parts.append(f"teacher branch {statistics.mean(teacher):.1f}")
             cells.append(" / ".join(parts) + f" (n={len(group)})")
