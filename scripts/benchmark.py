@@ -24,7 +24,13 @@ hits all of them alike):
   peak memory      peak resident memory (Linux VmHWM) of a child process per configuration
                    (student alone, RD cached, RD uncached), each training two epochs.
 
-Writes ``<out>/benchmark_<2d|3d>.json``, regenerates ``<out>/benchmark.md`` from every
+For the DRD segmentation bundles (``--bundle seg2d|seg3d|seg``, ``scripts/benchmarks/segmentation.py``):
+
+  drd_cache_ratio  DRD epoch with a warm stage-feature cache / the same BasicUNet trained alone
+                   (segmentation/student.yaml), at ``--label_fraction`` labels; and one DRD step
+                   with the hybrid pass split by label (the trainer's) against a full one.
+
+Writes ``<out>/benchmark_<2d|3d|seg2d|seg3d>.json``, regenerates ``<out>/benchmark.md`` from every
 ``benchmark_*.json`` there, and with ``--profile`` ``<out>/profile_<2d|3d>.txt``. The
 measurements live in ``scripts/benchmarks/`` (one module each); the bars, below, in
 ``scripts/benchmarks/bars.yaml``.
@@ -33,6 +39,7 @@ Examples:
     python scripts/benchmark.py --quick                    # both bundles, a few minutes on 2 cores
     python scripts/benchmark.py --bundle 3d --repeats 5    # bundle-default dataset size
     python scripts/benchmark.py --bundle 2d --quick --profile
+    python scripts/benchmark.py --bundle seg --quick           # DRD segmentation, 2D and 3D
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ from benchmarks.machine import auto_threads  # noqa: E402
 from benchmarks.memory import MEMORY_CONFIGS, memory_child  # noqa: E402
 from benchmarks.report import bar_summary, write_markdown, write_result  # noqa: E402
 from benchmarks.runner import run_bundle  # noqa: E402
+from benchmarks.segmentation import run_segmentation_bundle  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     epilog = "\n\n".join(doc.split("\n\n")[1:]) + "\n\nBars (metric, bar per bundle, reason):\n" + describe()
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0], epilog=epilog,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle", choices=("2d", "3d", "both"), default="both", help="which bundle(s) to measure (default both)")
+    p.add_argument("--bundle", choices=("2d", "3d", "both", "seg2d", "seg3d", "seg", "all"), default="both",
+                   help="which bundle(s) to measure: 2d / 3d classification (both: the two), seg2d / seg3d DRD "
+                        "segmentation (seg: the two), all (default both)")
+    p.add_argument("--label_fraction", type=float, default=0.1,
+                   help="segmentation bundles: share of training label maps kept (default 0.1, the label-scarce "
+                        "protocol; DRD's hybrid pass needs gradients on labelled items only)")
     p.add_argument("--quick", action="store_true",
                    help=f"small dataset ({QUICK_SAMPLES['2d']} 2D / {QUICK_SAMPLES['3d']} 3D training items) instead of "
                         "the bundle's default dataset size; a few minutes on 2 CPU cores")
@@ -106,13 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     args.latency_runs = max(20, args.latency_runs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    bundles = ["2d", "3d"] if args.bundle == "both" else [args.bundle]
+    groups = {"both": ["2d", "3d"], "seg": ["seg2d", "seg3d"], "all": ["2d", "3d", "seg2d", "seg3d"]}
+    bundles = groups.get(args.bundle, [args.bundle])
     temp_data = args.data_dir is None
     data_root = Path(tempfile.mkdtemp(prefix="rd_bench_data_")) if temp_data else Path(args.data_dir) / "benchmark"
     try:
         for bundle in bundles:
             with tempfile.TemporaryDirectory(prefix=f"rd_bench_{bundle}_") as work:
-                result = run_bundle(bundle, args, data_root / bundle, Path(work))
+                runner = run_segmentation_bundle if bundle.startswith("seg") else run_bundle
+                result = runner(bundle, args, data_root / bundle, Path(work))
             path = write_result(result, out)
             print(f"[{bundle}] {bar_summary(result)}\n[{bundle}] wrote {path} in {result['wall_s']} s", flush=True)
         print(f"wrote {write_markdown(out)}")

@@ -39,6 +39,22 @@ def test_benchmark_script_writes_json_and_table(tmp_path):
     assert "`cache_ratio`" in (tmp_path / "out" / "benchmark.md").read_text()
 
 
+@pytest.mark.slow
+def test_segmentation_benchmark_times_the_bundle_drd_and_student(tmp_path):
+    cmd = [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--bundle", "seg2d", "--samples", "16", "--repeats", "1",
+           "--threads", "1", "--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "data")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "benchmark_seg2d.json").read_text())
+    assert report["kind"] == "segmentation" and report["drd_cache_ratio"] > 0
+    settings = report["settings"]
+    assert settings["config"] == "bundles/rd_segmentation_2d/configs/train.yaml" and settings["label_fraction"] == 0.1
+    assert settings["n_train"] == 16 and settings["steps_per_epoch"] == 1
+    assert report["step_breakdown"]["drd_step_split_ms"] > 0 and report["step_breakdown"]["drd_step_hybrid_full_ms"] > 0
+    assert set(report["bars"]) == {"drd_cache_ratio"}
+    assert "`drd_cache_ratio`" in (tmp_path / "out" / "benchmark.md").read_text()
+
+
 def test_bars_come_from_bars_yaml(tmp_path, monkeypatch):
     result = {"cache_ratio": 1.2, "speedup": 11.0, "cache_max_abs_diff": 0.0, "data_wait_share": None}
     checks = bench_bars.bar_checks("2d", result)

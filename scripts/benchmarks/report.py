@@ -33,10 +33,10 @@ def bar_summary(result: dict[str, Any]) -> str:
 
 def write_markdown(out: Path) -> Path:
     """``benchmark.md``: one column per ``benchmark_*.json`` found in ``out``."""
-    results = {}
+    results, segmentation = {}, {}
     for path in sorted(Path(out).glob("benchmark_*.json")):
         data = json.loads(path.read_text())
-        results[data["bundle"]] = data
+        (segmentation if data.get("kind") == "segmentation" else results)[data["bundle"]] = data
     cols = list(results)
 
     def row(label: str, getter: Callable[[dict], Any], bar_key: str | None = None) -> str:
@@ -126,6 +126,59 @@ def write_markdown(out: Path) -> Path:
         "| wall time [s] | " + " | ".join(fmt(results[b]["wall_s"]) for b in cols) + " |",
         "",
     ]
+    if not results:  # only segmentation results in this folder
+        lines = lines[:6]
+    lines += segmentation_lines(segmentation)
     path = Path(out) / "benchmark.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def segmentation_lines(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The DRD segmentation table of ``benchmark.md`` (``scripts/benchmarks/segmentation.py`` results)."""
+    if not results:
+        return []
+    cols = list(results)
+
+    def row(label: str, getter: Callable[[dict], Any], bar_key: str | None = None) -> str:
+        cells = []
+        for b in cols:
+            try:
+                value = getter(results[b])
+            except (KeyError, TypeError):
+                value = None
+            text = fmt(value)
+            if bar_key and bar_key in results[b].get("bars", {}):
+                check = results[b]["bars"][bar_key]
+                text += f" ({check['bar']}: {'pass' if check['pass'] else 'FAIL'})"
+            cells.append(text)
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    ms = lambda k: (lambda r: 1000 * r["training"]["epoch_s"][k]["median"] / r["settings"]["steps_per_epoch"])  # noqa: E731
+    return [
+        "## DRD segmentation",
+        "",
+        "| figure | " + " | ".join(f"{b} ({results[b]['settings']['teacher']} -> {results[b]['settings']['student']})"
+                                   for b in cols) + " |",
+        "|---|" + "---|" * len(cols),
+        row("items x patch, labels, batch, steps/epoch", lambda r: f"{r['settings']['n_train']} x {r['settings']['patch_size']}, "
+            f"{r['settings']['label_fraction']:g}, {r['settings']['batch_size']}, {r['settings']['steps_per_epoch']}"),
+        row("`drd_cache_ratio` (DRD warm / student alone)", lambda r: r["drd_cache_ratio"], "drd_cache_ratio"),
+        row("step time, student alone [ms]", ms("student")),
+        row("step time, DRD warm cache [ms]", ms("drd_cached")),
+        row("cold first DRD epoch [s] (teacher stage maps cached)", lambda r: r["training"]["cold_epoch_s"]),
+        row("data wait share, DRD warm cache", lambda r: r["training"]["data_wait_share"]),
+        row("one batch: DRD step, hybrid pass split by label [ms]", lambda r: r["step_breakdown"]["drd_step_split_ms"]),
+        row("one batch: DRD step, hybrid pass with grad on every item [ms]",
+            lambda r: r["step_breakdown"]["drd_step_hybrid_full_ms"]),
+        "",
+        "| run | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+        "| command | " + " | ".join(f"`{results[b]['command']}`" for b in cols) + " |",
+        "| date (UTC) | " + " | ".join(results[b]["date"] for b in cols) + " |",
+        "| machine | " + " | ".join(f"{results[b]['machine']['cpu_model']}, {results[b]['machine']['usable_cores']} cores, "
+                                    f"torch {results[b]['machine']['torch']}, {results[b]['settings']['threads']} threads"
+                                    for b in cols) + " |",
+        "| wall time [s] | " + " | ".join(fmt(results[b]["wall_s"]) for b in cols) + " |",
+        "",
+    ]
