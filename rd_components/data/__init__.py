@@ -6,6 +6,7 @@ Debian's ``mricron-data``). Each is written as NIfTI or DICOM with a decathlon-s
 """
 
 from .build import DATA_VERSION, FORMATS, build_dataset, dataset_name, ensure_dataset
+from .segmentation_inference import SafeVolumeDataset, find_volumes, segmentation_inference_transforms
 from .segmentation_pipeline import LabelMapOrHiddend, segmentation_items, segmentation_transforms
 from .segmentation_tasks import SEG_CLASS_NAMES, SEG_TASKS, build_segmentation_dataset, segmentation_label_map
 from .datalist import (
@@ -37,6 +38,9 @@ from .user_data import DataConfigError, normalise_user_data, stable_id
 from .views import FixedViewsd, flip_view_axes
 
 __all__ = [
+    "SafeVolumeDataset",
+    "find_volumes",
+    "segmentation_inference_transforms",
     "LabelMapOrHiddend",
     "segmentation_items",
     "segmentation_transforms",

@@ -4,6 +4,7 @@ export, MLflow registry."""
 from .csv_writer import PredictionCSVWriter
 from .distill_schedule import DistillationSchedule, distill_scale
 from .export import StudentExportHandler, export_torchscript
+from .label_maps import LabelMapWriter
 from .mlflow_registry import MLflowRegistryHandler
 from .predictions import PredictionCollector
 from .progress import ProgressBarHandler
@@ -15,6 +16,7 @@ __all__ = [
     "DistillationSchedule",
     "distill_scale",
     "EvaluationReportHandler",
+    "LabelMapWriter",
     "MLflowRegistryHandler",
     "PredictionCSVWriter",
     "PredictionCollector",
