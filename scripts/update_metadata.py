@@ -7,6 +7,12 @@ figure in the metadata is the figure that was measured, with the run it came fro
     python -m monai.bundle run training --config_file bundles/rd_classification_2d/configs/train.yaml
     python -m monai.bundle run evaluating --config_file "['bundles/rd_classification_2d/configs/train.yaml','bundles/rd_classification_2d/configs/evaluate.yaml']"
     python scripts/update_metadata.py --bundle rd_classification_2d --metrics bundles/rd_classification_2d/eval/evaluate-*/metrics.json
+
+A segmentation bundle's ``evaluate.yaml`` writes MONAI ``MetricsSaver`` files instead; give its
+``metrics.csv`` (mean Dice and 95 % Hausdorff distance over the foreground classes, and the
+per-class Dice from ``test_mean_dice_summary.csv`` beside it)::
+
+    python scripts/update_metadata.py --bundle rd_segmentation_3d --metrics bundles/rd_segmentation_3d/eval/evaluate-*/metrics.csv
 """
 
 from __future__ import annotations
@@ -22,8 +28,28 @@ BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 RENAMES = {"accuracy": "accuracy", "auc": "macro_auc", "macro_f1": "macro_f1"}
 
 
+def segmentation_eval_metrics(metrics_file: Path, split: str = "test") -> dict:
+    """``eval_metrics`` from a segmentation evaluation's ``MetricsSaver`` output (``metrics.csv`` and
+    the ``<split>_mean_dice_summary.csv`` / ``_raw.csv`` beside it)."""
+    import csv
+
+    metrics = dict(csv.reader(open(metrics_file)))
+    missing = [key for key in (f"{split}_mean_dice", f"{split}_hd95") if key not in metrics]
+    if missing:
+        raise KeyError(f"{metrics_file}: no {missing}; is it the metrics.csv of a segmentation bundle's evaluate.yaml?")
+    folder = metrics_file.parent
+    summary = list(csv.DictReader(open(folder / f"{split}_mean_dice_summary.csv")))
+    per_class = {row["class"]: round(float(row["mean"]), 4) for row in summary if row["class"] != "mean"}
+    images = list(csv.DictReader(open(folder / f"{split}_mean_dice_raw.csv")))
+    return {"mean_dice": round(float(metrics[f"{split}_mean_dice"]), 4),
+            "hd95_voxels": round(float(metrics[f"{split}_hd95"]), 2),
+            "dice_per_foreground_class": per_class, "split": split, "num_samples": len(images)}
+
+
 def eval_metrics(metrics_file: Path) -> dict:
-    """``eval_metrics`` entry for ``metadata.json`` from an evaluation's ``metrics.json``."""
+    """``eval_metrics`` entry for ``metadata.json`` from an evaluation's ``metrics.json`` (or a segmentation one's ``metrics.csv``)."""
+    if metrics_file.suffix == ".csv":
+        return segmentation_eval_metrics(metrics_file)
     result = json.loads(metrics_file.read_text())
     split = result.get("split")
     missing = [f"{split}_{key}" for key in RENAMES if f"{split}_{key}" not in result.get("metrics", {})]
