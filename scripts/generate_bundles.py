@@ -12,7 +12,8 @@ template, so a change to the shared wiring is made once, in the template, then::
     python scripts/generate_bundles.py --check  # exit 1 and list the configs that differ
 
 A new bundle of an existing kind is a new entry in ``bundles.yaml``; a new kind (segmentation)
-is a new template folder.
+is a new template folder. Files of ``bundles/templates/shared/`` (``multi_gpu_train.yaml``) are
+rendered into every bundle whose template folder has no file of the same name.
 """
 
 from __future__ import annotations
@@ -52,10 +53,13 @@ def rendered_configs(bundles_dir: Path = BUNDLES_DIR) -> dict[Path, str]:
         template = entry["template"]
         values = {"name": name, **entry.get("values", {})}
         used: set[str] = {"name"}
-        for source in sorted((bundles_dir / "templates" / template).glob("*.yaml")):
-            text, keys = render(source.read_text(), values, f"templates/{template}/{source.name}")
+        own = sorted((bundles_dir / "templates" / template).glob("*.yaml"))
+        shared = [p for p in sorted((bundles_dir / "templates" / "shared").glob("*.yaml")) if p.name not in {o.name for o in own}]
+        for source in own + shared:
+            folder = source.parent.name
+            text, keys = render(source.read_text(), values, f"templates/{folder}/{source.name}")
             used |= keys
-            outputs[bundles_dir / name / "configs" / source.name] = GENERATED_NOTE.format(template=template, file=source.name) + text
+            outputs[bundles_dir / name / "configs" / source.name] = GENERATED_NOTE.format(template=folder, file=source.name) + text
         unused = set(values) - used
         if unused:
             raise KeyError(f"bundles.yaml: {name} sets {sorted(unused)}, which no template of '{template}' uses")

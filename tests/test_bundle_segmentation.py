@@ -88,3 +88,18 @@ def check_inference_writes_label_maps_on_the_input_grid(copy, tmp_path):
     np.testing.assert_allclose(series.affine, volume.affine, atol=1e-3)
     # the series stores 12-bit intensities: a few boundary voxels may differ from the float NIfTI
     assert (np.asarray(series.dataobj) == np.asarray(volume.dataobj)).mean() > 0.99
+    # ... and its DICOM SEG, readable by pydicom and highdicom, references the series and holds the same labels
+    import highdicom
+    import pydicom
+
+    assert rows["series/"]["dicom_seg"] == "series_seg.dcm" and not rows["series/"]["note"]
+    seg_file = out / "series_seg.dcm"
+    assert pydicom.dcmread(seg_file).Modality == "SEG"
+    seg = highdicom.seg.segread(seg_file)
+    referenced = {ref.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence for ref in item.ReferencedInstanceSequence}
+    assert referenced == {pydicom.dcmread(f).SOPInstanceUID for f in (inputs / "series").iterdir()}
+    series_map = np.asarray(nib.load(str(out / "series_seg.nii.gz")).dataobj)
+    uids = sorted(referenced)
+    for number in seg.get_segment_numbers():
+        frames = seg.get_pixels_by_source_instance(uids, segment_numbers=[number], assert_missing_frames_are_empty=True)
+        assert int(frames.sum()) == int((series_map == number).sum()), number

@@ -34,3 +34,27 @@ def test_torchrun_two_cpu_processes(tmp_path):
     combined = result.stdout + result.stderr
     for rank in (0, 1):
         assert f"DistributedDataParallel over 2 processes (rank {rank})" in combined
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_segmentation(tmp_path):
+    """DRD under torchrun: both ranks train in DDP (the hybrid pass split by label included), rank 0 alone logs and exports."""
+    out, ckpt = tmp_path / "eval", tmp_path / "models"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "monai.bundle", "run", "training",
+           "--config_file", bundle_configs("rd_segmentation_2d", "train.yaml", "multi_gpu_train.yaml"),
+           "--dataset_dir", str(tmp_path / "data"), "--output_dir", str(out), "--ckpt_dir", str(ckpt),
+           "--patch_size", "32", "--num_train_patches", "16", "--batch_size", "4", "--epochs", "2",
+           "--label_fraction", "0.5", "--experiment_name", "ddp_seg"]
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert (ckpt / "model.pt").is_file() and (ckpt / "model.ts").is_file()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ddp_seg").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert len(client.get_metric_history(runs[0].info.run_id, "val_mean_dice")) == 2
+    assert runs[0].data.metrics["train_sup_hybrid"] > 0  # the hybrid pass trained on both ranks' labelled items
+    combined = result.stdout + result.stderr
+    for rank in (0, 1):
+        assert f"DistributedDataParallel over 2 processes (rank {rank})" in combined

@@ -218,3 +218,27 @@ def test_hybrid_pass_without_grad_for_unlabelled_items_gives_the_same_loss_and_g
     # the projectors learn from the labelled items' hybrid term, and only then
     projector_grad = sum(float(p.grad.abs().sum()) for p in rep.parameters() if p.grad is not None)
     assert (projector_grad > 0) == any(labeled_items)
+
+
+def test_dicom_seg_frames_follow_each_source_image_geometry(tmp_path):
+    """labels_on_dicom_frames samples the label map at each DICOM pixel's position, whatever order the reader used."""
+    import numpy as np
+    import pydicom
+
+    from rd_components.data.dicom_seg import labels_on_dicom_frames
+    from rd_components.data.transforms import LoadMedicalImaged
+    from rd_components.data.writers import DicomPatchWriter
+
+    affine = np.array([[1.0, 0, 0, 2], [0, 1.0, 0, -107], [0, 0, 2.0, -72], [0, 0, 0, 1]])
+    rng = np.random.default_rng(0)
+    volume = rng.integers(0, 4000, size=(12, 9, 5)).astype(np.uint16)
+    DicomPatchWriter((12, 9), (1.0, 1.0, 2.0), "seg-test", "t").write_3d(tmp_path / "series", volume, affine, "v")
+    image = LoadMedicalImaged("image")({"image": str(tmp_path / "series")})["image"]
+    labels = (np.asarray(image) > 2000).astype(np.uint8)  # a label map on the reader's grid, with its affine
+    sources = [pydicom.dcmread(f) for f in sorted((tmp_path / "series").iterdir())]
+    frames = labels_on_dicom_frames(labels, np.asarray(image.affine, dtype=float), sources)
+    # each file's own pixels, in real units (stored value x RescaleSlope + RescaleIntercept), thresholded alike
+    expected = np.stack([(ds.pixel_array * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0)) > 2000)
+                         .astype(np.uint8) for ds in sources])
+    assert frames.shape == (5, 9, 12)
+    np.testing.assert_array_equal(frames, expected)

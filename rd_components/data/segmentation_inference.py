@@ -56,8 +56,9 @@ class SafeVolumeDataset(Dataset):
 
     Shapes:
         ``image`` ``(1, X, Y, Z)`` float32 MetaTensor (a ``(1, 16, 16, 16)`` zero placeholder for a
-        failed volume); ``file`` the path relative to the input folder; ``error`` ``""`` when the
-        volume loaded, else one line naming the reason (unreadable DICOM, not a 3D image, NaN ...).
+        failed volume); ``file`` the path relative to the input folder, ``source`` the full path,
+        ``format`` ``"nifti"`` or ``"dicom"``; ``error`` ``""`` when the volume loaded, else one line
+        naming the reason (unreadable DICOM, not a 3D image, NaN ...).
     """
 
     def __init__(self, items: Sequence[dict], transform: Compose) -> None:
@@ -69,7 +70,7 @@ class SafeVolumeDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
-        out = {"file": item["file"], "error": ""}
+        out = {"file": item["file"], "source": str(item["image"]), "format": item["format"], "error": ""}
         try:
             image = self.transform({"image": item["image"]})["image"]
             if image.ndim != 4 or image.shape[0] != 1:

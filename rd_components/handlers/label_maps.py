@@ -37,14 +37,20 @@ class LabelMapWriter:
         transform: the preprocessing the dataset applied (invertible steps are inverted).
         class_names: names of the classes, background first (CSV voxel-count columns).
 
-    ``segmentations.csv`` columns: ``file``, ``output``, ``voxels_<class>`` per class, ``error``.
+        dicom_seg: also write ``<series folder>_seg.dcm``, a DICOM SEG (highdicom) referencing the
+            source series, for each DICOM series input.
+
+    ``segmentations.csv`` columns: ``file``, ``output``, ``dicom_seg``, ``voxels_<class>`` per class,
+    ``error`` (the input could not be read: nothing written), ``note`` (e.g. why a DICOM SEG could
+    not be written next to the NIfTI label map).
     """
 
     def __init__(self, output_dir: str | os.PathLike, transform: Compose, class_names: Sequence[str],
-                 ) -> None:
+                 dicom_seg: bool = True) -> None:
         self.output_dir = Path(output_dir)
         self.transform = transform
         self.class_names = [str(c) for c in class_names]
+        self.dicom_seg = bool(dicom_seg)
         self.rows: list[dict[str, Any]] = []
 
     def attach(self, engine: Engine) -> None:
@@ -66,7 +72,8 @@ class LabelMapWriter:
     def _write(self, engine: Engine) -> None:
         for item in self._items(engine):
             error = str(item.get("error") or "")
-            row = {"file": item["file"], "output": "", **{f"voxels_{c}": "" for c in self._columns()}, "error": error}
+            row = {"file": item["file"], "output": "", "dicom_seg": "", **{f"voxels_{c}": "" for c in self._columns()},
+                   "error": error, "note": ""}
             if not error:
                 labels = self.label_map(item["pred"], item["image"])
                 written = self.output_path(item["file"])
@@ -75,7 +82,22 @@ class LabelMapWriter:
                 row["output"] = str(written.relative_to(self.output_dir))
                 counts = np.bincount(np.asarray(labels).ravel().astype(np.int64), minlength=len(self.class_names))
                 row.update({f"voxels_{c}": int(n) for c, n in zip(self._columns(), counts)})
+                if self.dicom_seg and item.get("format") == "dicom" and Path(str(item.get("source", ""))).is_dir():
+                    row.update(self._write_dicom_seg(labels, item, written))
             self.rows.append(row)
+
+    def _write_dicom_seg(self, labels: MetaTensor, item: dict, nifti: Path) -> dict[str, str]:
+        """The DICOM SEG beside the NIfTI label map; a failure is a note, the NIfTI output stands."""
+        from ..data.dicom_seg import write_dicom_seg
+
+        path = nifti.with_name(nifti.name[: -len(".nii.gz")] + ".dcm")
+        try:
+            write_dicom_seg(np.asarray(labels[0]), np.asarray(labels.meta["affine"], dtype=np.float64), item["source"], path,
+                            self.class_names)
+        except Exception as error:  # e.g. highdicom missing, or a series geometry it refuses
+            logger.warning("DICOM SEG for %s not written: %s", item["file"], error)
+            return {"note": f"DICOM SEG not written: {' '.join(str(error).split())[:200]}"}
+        return {"dicom_seg": str(path.relative_to(self.output_dir))}
 
     def _columns(self) -> list[str]:
         return [c.lower().replace(" ", "_") for c in self.class_names]
@@ -99,7 +121,7 @@ class LabelMapWriter:
     def _write_csv(self, _engine: Engine) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / "segmentations.csv"
-        fields = ["file", "output", *[f"voxels_{c}" for c in self._columns()], "error"]
+        fields = ["file", "output", "dicom_seg", *[f"voxels_{c}" for c in self._columns()], "error", "note"]
         with open(path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
