@@ -13,7 +13,7 @@ from typing import Any
 import torch.distributed as dist
 
 __all__ = ["bundle_root", "running_workflow", "default_data_dir", "unique_run_name", "is_rank0", "read_datalist_info", "class_names",
-           "resolve_datalist", "install_one_line_errors"]
+           "resolve_datalist", "install_one_line_errors", "read_segmentation_metrics"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -148,6 +148,34 @@ def class_names(info: dict[str, Any]) -> list[str]:
         where = f" {info['source']}" if info.get("source") else ""
         raise DataConfigError(f"datalist{where} has no 'labels' mapping {{index: name}}: cannot tell the number of classes")
     return [str(labels[k]) for k in sorted(labels, key=int)]
+
+
+def read_segmentation_metrics(folder: str | os.PathLike, split: str = "test") -> dict[str, Any]:
+    """The figures a segmentation ``evaluate.yaml`` run left in ``folder`` (MONAI ``MetricsSaver`` CSVs).
+
+    Returns:
+        ``mean_dice`` and ``hd95`` as ``metrics.csv`` holds them (MONAI's ``MeanDice`` /
+        ``HausdorffDistance``: mean over every non-NaN image-class pair), ``dice_per_class``
+        (``class0`` = the first foreground class: mean over images, from
+        ``<split>_mean_dice_summary.csv``) and ``num_samples`` (images evaluated).
+
+    Raises:
+        KeyError: ``metrics.csv`` lacks ``<split>_mean_dice`` or ``<split>_hd95``.
+    """
+    import csv
+
+    folder = Path(folder)
+    with open(folder / "metrics.csv", newline="") as handle:
+        metrics = dict(row for row in csv.reader(handle) if len(row) == 2)
+    missing = [key for key in (f"{split}_mean_dice", f"{split}_hd95") if key not in metrics]
+    if missing:
+        raise KeyError(f"{folder / 'metrics.csv'}: no {missing}; is it a segmentation bundle's evaluate.yaml output?")
+    with open(folder / f"{split}_mean_dice_summary.csv", newline="") as handle:
+        per_class = {row["class"]: float(row["mean"]) for row in csv.DictReader(handle) if row["class"] != "mean"}
+    with open(folder / f"{split}_mean_dice_raw.csv", newline="") as handle:
+        images = sum(1 for _ in csv.DictReader(handle))
+    return {"mean_dice": float(metrics[f"{split}_mean_dice"]), "hd95": float(metrics[f"{split}_hd95"]),
+            "dice_per_class": per_class, "num_samples": images}
 
 
 def resolve_datalist(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None, seed: int = 0,

@@ -30,20 +30,13 @@ RENAMES = {"accuracy": "accuracy", "auc": "macro_auc", "macro_f1": "macro_f1"}
 
 def segmentation_eval_metrics(metrics_file: Path, split: str = "test") -> dict:
     """``eval_metrics`` from a segmentation evaluation's ``MetricsSaver`` output (``metrics.csv`` and
-    the ``<split>_mean_dice_summary.csv`` / ``_raw.csv`` beside it)."""
-    import csv
+    the per-class summary beside it)."""
+    from rd_components.utils import read_segmentation_metrics
 
-    metrics = dict(csv.reader(open(metrics_file)))
-    missing = [key for key in (f"{split}_mean_dice", f"{split}_hd95") if key not in metrics]
-    if missing:
-        raise KeyError(f"{metrics_file}: no {missing}; is it the metrics.csv of a segmentation bundle's evaluate.yaml?")
-    folder = metrics_file.parent
-    summary = list(csv.DictReader(open(folder / f"{split}_mean_dice_summary.csv")))
-    per_class = {row["class"]: round(float(row["mean"]), 4) for row in summary if row["class"] != "mean"}
-    images = list(csv.DictReader(open(folder / f"{split}_mean_dice_raw.csv")))
-    return {"mean_dice": round(float(metrics[f"{split}_mean_dice"]), 4),
-            "hd95_voxels": round(float(metrics[f"{split}_hd95"]), 2),
-            "dice_per_foreground_class": per_class, "split": split, "num_samples": len(images)}
+    figures = read_segmentation_metrics(metrics_file.parent, split)
+    return {"mean_dice": round(figures["mean_dice"], 4), "hd95_voxels": round(figures["hd95"], 2),
+            "dice_per_foreground_class": {k: round(v, 4) for k, v in figures["dice_per_class"].items()},
+            "split": split, "num_samples": figures["num_samples"]}
 
 
 def eval_metrics(metrics_file: Path) -> dict:

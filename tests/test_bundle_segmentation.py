@@ -98,8 +98,51 @@ def check_inference_writes_label_maps_on_the_input_grid(copy, tmp_path):
     seg = highdicom.seg.segread(seg_file)
     referenced = {ref.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence for ref in item.ReferencedInstanceSequence}
     assert referenced == {pydicom.dcmread(f).SOPInstanceUID for f in (inputs / "series").iterdir()}
-    series_map = np.asarray(nib.load(str(out / "series_seg.nii.gz")).dataobj)
-    uids = sorted(referenced)
-    for number in seg.get_segment_numbers():
-        frames = seg.get_pixels_by_source_instance(uids, segment_numbers=[number], assert_missing_frames_are_empty=True)
-        assert int(frames.sum()) == int((series_map == number).sum()), number
+    # frame by frame against the NIfTI input's label map: file k of the series is slice k of the
+    # volume, its pixel grid the slice's under the layout the writer used (found from the intensities)
+    flips = [lambda a: a, lambda a: a[::-1], lambda a: a[:, ::-1], lambda a: a[::-1, ::-1]]
+    layouts = [lambda a, f=f: f(a) for f in flips] + [lambda a, f=f: f(a.T) for f in flips]
+    agreement = []
+    for k in range(data.shape[2]):
+        ds = pydicom.dcmread(inputs / "series" / f"{k:03d}.dcm")
+        [layout] = [f for f in layouts if f(quantised[:, :, k]).shape == ds.pixel_array.shape
+                    and np.array_equal(f(quantised[:, :, k]), ds.pixel_array)][:1]
+        expected = layout(maps["volume"][:, :, k])
+        frame = np.zeros_like(expected)
+        for number in seg.get_segment_numbers():
+            mask = seg.get_pixels_by_source_instance([ds.SOPInstanceUID], segment_numbers=[number],
+                                                     assert_missing_frames_are_empty=True)[0, ..., 0]
+            frame[mask > 0] = number
+        agreement.append((frame == expected).mean())
+    assert np.mean(agreement) > 0.99, agreement
+
+
+@pytest.mark.slow
+def test_compare_student_and_drd_scores_dice_and_the_student_never_builds_the_teacher(tmp_path):
+    """scripts/compare.py on a segmentation bundle: the student overlay, DRD, evaluate.yaml scoring, Dice tables."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "scripts" / "compare.py"), "--bundle", "rd_segmentation_2d", "--methods", "student",
+           "drd", "--seeds", "0", "--label_fractions", "0.5", "--epochs", "1", "--out", str(out),
+           "--dataset_dir", str(tmp_path / "data"), "--experiment_name", "seg",
+           "--set", "patch_size=32", "num_train_patches=16", "batch_size=4", "--threads", "1"]
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "OMP_NUM_THREADS")}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    student_log = (out / "cells" / "student-f0.5-s0" / "train.log").read_text()
+    assert "building teacher" not in student_log
+    assert "building teacher" in (out / "cells" / "drd-f0.5-s0" / "train.log").read_text()
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["method"] for r in rows] == ["student", "drd"]
+    for row in rows:
+        assert row["task"] == "mni152_tissue_2d" and int(row["n_labeled"]) == 8 and int(row["n_unlabeled"]) == 8
+        assert 0.0 <= float(row["mean_dice"]) <= 1.0 and float(row["hd95"]) >= 0.0
+        # one column per foreground class; mean_dice is MONAI's MeanDice (per image over the classes it holds)
+        assert all(0.0 <= float(row[f"dice_{c}"]) <= 1.0 for c in ("grey_matter", "white_matter", "csf"))
+    table = (out / "results.md").read_text()
+    assert "Dice / HD95" in table and "| drd minus |" in table
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("seg").experiment_id])}
+    assert runs["student-f0.5-s0"].data.params["method"] == "student"
+    assert runs["student-f0.5-s0"].data.metrics["train_kd"] == 0.0
+    assert runs["drd-f0.5-s0"].data.metrics["test_mean_dice"] == pytest.approx(float(rows[1]["mean_dice"]))
+    assert runs["drd-f0.5-s0-test"].info.status == "FINISHED"  # the evaluation's own run

@@ -139,3 +139,20 @@ def test_merge_results_and_paired_differences(tmp_path):
     assert len(list(csv.DictReader(open(out / "results.csv")))) == 7 and (out / "results.png").stat().st_size > 0
     again = subprocess.run(cmd[:-4] + [str(first), str(first), "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "appear more than once" in again.stderr
+
+
+def test_merge_segmentation_results_pairs_dice_against_drd(tmp_path):
+    """Segmentation rows (mean Dice, HD95) get Dice / HD95 summaries and DRD minus each method in Dice points."""
+    header = "bundle,task,method,seed,label_fraction,n_labeled,n_unlabeled,mean_dice,hd95,dice_grey_matter,params,run_id\n"
+    rows = [("student", 0, 0.50, 30.0), ("student", 1, 0.60, 20.0), ("drd", 0, 0.55, 25.0), ("drd", 1, 0.70, 15.0)]
+    grid = tmp_path / "seg.csv"
+    grid.write_text(header + "".join(f"s,t,{m},{s},0.1,12,108,{d},{h},0.5,100,x\n" for m, s, d, h in rows))
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "scripts" / "compare.py"), "--merge", str(grid), "--out", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = (out / "results.md").read_text()
+    assert "Dice / HD95" in table and "| drd minus |" in table
+    assert "| drd | 62.5 ± 10.6 / 20.0 ± 7.1 (n=2) |" in table
+    assert "| student | +7.5 [-24.3, +39.3] (n=2) |" in table  # +5 and +10 Dice points, paired by seed
+    assert (out / "results.png").stat().st_size > 0

@@ -201,10 +201,15 @@ def test_hybrid_pass_without_grad_for_unlabelled_items_gives_the_same_loss_and_g
     rep = DeepReprogrammer(2, (6, 6, 8, 8), student.stage_channels[1:])
     branches = DRDBranches(student, rep)
     loss = DRDLoss(cka_grid=2)
-    results = []
+    decode, calls = student.decode, []
+    # record each decoder pass: its batch size and whether autograd was on
+    student.decode = lambda maps: (calls.append((len(maps[0]), torch.is_grad_enabled())), decode(maps))[1]
+    results, calls_per_run = [], []
     for hybrid_grad in (None, labeled):
         branches.zero_grad()
+        calls.clear()
         out = branches(images, stages, hybrid_grad)
+        calls_per_run.append(list(calls))
         terms = loss(out["student_logits"], out["teacher_logits"], labels, labeled, out["student_stages"],
                      out["projected_stages"])
         terms["loss"].backward()
@@ -215,6 +220,9 @@ def test_hybrid_pass_without_grad_for_unlabelled_items_gives_the_same_loss_and_g
     torch.testing.assert_close(loss_split, loss_full)
     for g_split, g_full in zip(grads_split, grads_full):
         torch.testing.assert_close(g_split, g_full, rtol=1e-5, atol=1e-6)
+    n_labeled = sum(labeled_items) or 1  # no labelled item: one item keeps the graph whole
+    assert calls_per_run[0] == [(4, True), (4, True)]  # student pass, full hybrid pass
+    assert calls_per_run[1] == [(4, True), (4 - n_labeled, False), (n_labeled, True)]
     # the projectors learn from the labelled items' hybrid term, and only then
     projector_grad = sum(float(p.grad.abs().sum()) for p in rep.parameters() if p.grad is not None)
     assert (projector_grad > 0) == any(labeled_items)

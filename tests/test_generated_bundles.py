@@ -21,7 +21,7 @@ BUNDLES = sorted(SPEC)
 PREVIEW = sorted(name for name, entry in SPEC.items() if entry.get("preview"))
 MODEL_ZOO_FILES = ["configs/train.yaml", "configs/evaluate.yaml", "configs/inference.yaml", "configs/multi_gpu_train.yaml",
                    "configs/metadata.json", "configs/logging.conf", "docs/README.md", "LICENSE"]
-PREVIEW_FILES = ["configs/train.yaml", "configs/evaluate.yaml", "configs/inference.yaml", "configs/logging.conf", "docs/README.md", "LICENSE"]
+PREVIEW_FILES = ["configs/train.yaml", "configs/evaluate.yaml", "configs/inference.yaml", "configs/multi_gpu_train.yaml", "configs/metadata.json", "configs/logging.conf", "docs/README.md", "LICENSE"]
 
 
 def test_committed_configs_match_their_templates():

@@ -9,31 +9,55 @@ from collections.abc import Sequence
 
 import torch
 from monai.data import MetaTensor
-from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, Orientationd, ScaleIntensityRangePercentilesd, Spacingd
+from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, MapTransform, Orientationd, Spacingd
 from torch.utils.data import Dataset
 
 from .inference import find_inputs
 from .preflight import describe_error
+from .sources import percentile_scale
 from .transforms import LoadMedicalImaged
 
-__all__ = ["find_volumes", "segmentation_inference_transforms", "SafeVolumeDataset"]
+__all__ = ["find_volumes", "segmentation_inference_transforms", "PercentileScaled", "SafeVolumeDataset"]
 
 logger = logging.getLogger(__name__)
 
 
 def find_volumes(input_dir: str | os.PathLike) -> list[dict]:
-    """Volumes under ``input_dir``: each NIfTI file, each folder of several DICOM files (a series),
-    each lone DICOM file; ``[{"image", "file", "format"}]`` as :func:`~rd_components.data.find_inputs` gives them."""
+    """Volumes under ``input_dir``: each NIfTI file and each folder of several DICOM files (a series);
+    ``[{"image", "file", "format"}]`` as :func:`~rd_components.data.find_inputs` gives them. A lone
+    DICOM file is listed too, and reported as not a volume (multi-frame volumes are not read yet)."""
     return find_inputs(input_dir, 3)
+
+
+class PercentileScaled(MapTransform):
+    """Divide each image by its own ``percentile``-th percentile and clip to 0..1, as the embedded
+    training volumes were scaled (:func:`~rd_components.data.sources.normalise_global`).
+
+    Not MONAI's ``ScaleIntensityRangePercentiles``, which also maps the minimum to 0: a CT volume
+    or a volume with an offset would then be scaled unlike the training data. A volume whose
+    percentile is not positive (blank, constant at 0) fails with that reason.
+
+    Shapes: ``(C, *spatial)`` -> same shape, values in 0..1; metadata and applied transforms kept.
+    """
+
+    def __init__(self, keys: Sequence[str] | str, percentile: float = 99.5) -> None:
+        super().__init__(keys)
+        self.percentile = float(percentile)
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            scale = percentile_scale(d[key].detach().cpu().numpy(), self.percentile)
+            d[key] = (d[key] / scale).clamp(0.0, 1.0)
+        return d
 
 
 def segmentation_inference_transforms(pixdim: Sequence[float] | None = None, upper_percentile: float = 99.5) -> Compose:
     """Load a volume channel-first, orient it RAS, optionally resample it to ``pixdim`` mm, scale it to 0..1.
 
-    The scaling is the training data's (:func:`~rd_components.data.sources.normalise_global`):
-    the whole volume at once, its ``upper_percentile`` mapped to 1 and brighter voxels clipped
-    (MONAI's percentile scaling maps the volume minimum to 0, as it is for MR and for the
-    embedded templates). Every step is invertible: :class:`~rd_components.handlers.LabelMapWriter`
+    The scaling is the training data's (:class:`PercentileScaled`): the whole volume divided by
+    its ``upper_percentile``-th percentile, brighter voxels clipped to 1. The spatial steps
+    (orientation, resampling) are invertible: :class:`~rd_components.handlers.LabelMapWriter`
     maps the prediction back onto the input's own grid and affine.
 
     Shapes: path -> ``(1, X, Y, Z)`` float32 MetaTensor.
@@ -42,8 +66,7 @@ def segmentation_inference_transforms(pixdim: Sequence[float] | None = None, upp
              Orientationd("image", axcodes="RAS")]
     if pixdim is not None:
         steps.append(Spacingd("image", pixdim=[float(p) for p in pixdim], mode="bilinear"))
-    steps += [ScaleIntensityRangePercentilesd("image", lower=0.0, upper=upper_percentile, b_min=0.0, b_max=1.0, clip=True),
-              EnsureTyped("image", dtype=torch.float32)]
+    steps += [EnsureTyped("image", dtype=torch.float32), PercentileScaled("image", upper_percentile)]
     return Compose(steps)
 
 
@@ -73,8 +96,9 @@ class SafeVolumeDataset(Dataset):
         out = {"file": item["file"], "source": str(item["image"]), "format": item["format"], "error": ""}
         try:
             image = self.transform({"image": item["image"]})["image"]
-            if image.ndim != 4 or image.shape[0] != 1:
-                raise ValueError(f"expected a single-channel 3D volume, got array shape {tuple(image.shape)}")
+            if image.ndim != 4 or image.shape[0] != 1 or min(image.shape[1:]) < 2:
+                hint = "; for DICOM give the series folder" if item["format"] == "dicom" else ""
+                raise ValueError(f"expected a single-channel 3D volume, got array shape {tuple(image.shape)}{hint}")
             if not torch.isfinite(image).all():
                 raise ValueError("image contains NaN or Inf values")
             out["image"] = image

@@ -84,6 +84,14 @@ class SourceVolume:
     names: dict[int, tuple[str, int]] = field(default_factory=dict)
 
 
+def percentile_scale(volume: np.ndarray, percentile: float = 99.5) -> float:
+    """The intensity a whole volume is divided by: its ``percentile``-th percentile (must be > 0)."""
+    scale = float(np.percentile(np.asarray(volume), percentile))
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"cannot normalise: the {percentile}th percentile of the volume is {scale}")
+    return scale
+
+
 def normalise_global(volume: np.ndarray, percentile: float = 99.5) -> tuple[np.ndarray, dict]:
     """Scale a whole volume once to 0..1 and quantise it.
 
@@ -95,9 +103,7 @@ def normalise_global(volume: np.ndarray, percentile: float = 99.5) -> tuple[np.n
         ``(quantised, info)``: ``(X, Y, Z)`` uint16 in ``0..QUANT_LEVELS`` and a JSON-able dict.
     """
     vol = np.asarray(volume, dtype=np.float32)
-    scale = float(np.percentile(vol, percentile))
-    if not np.isfinite(scale) or scale <= 0:
-        raise ValueError(f"cannot normalise: the {percentile}th percentile of the volume is {scale}")
+    scale = percentile_scale(vol, percentile)
     real = np.clip(vol / np.float32(scale), 0.0, 1.0)
     quantised = np.rint(real * QUANT_LEVELS).astype(np.uint16)
     info = {

@@ -12,7 +12,7 @@ from ..foundation.teacher_features import TeacherFeatureSource
 from ..networks.segmentation import DeepReprogrammer, SegmentationStudent
 from .rd_trainer import RDTrainer
 
-__all__ = ["DRDTrainer", "DRDBranches", "DRD_LOSS_TERMS"]
+__all__ = ["DRDTrainer", "DRDBranches", "DRD_LOSS_TERMS", "labeled_mask"]
 
 #: loss terms of :class:`~rd_components.losses.DRDLoss`, averaged per epoch into ``train_<term>``
 DRD_LOSS_TERMS: tuple[str, ...] = ("loss", "sup_student", "sup_hybrid", "kd", "cka")
@@ -62,7 +62,8 @@ class DRDBranches(nn.Module):
         return out
 
     def _decode_hybrid(self, hybrid: list[torch.Tensor], grad_items: torch.Tensor | None) -> torch.Tensor:
-        """Hybrid logits, with autograd only for ``grad_items`` (all items when ``None`` or grad is off)."""
+        """Hybrid stages ``[(B, C_s, *spatial_s)]`` -> logits ``(B, K, *spatial)``, with autograd only for the
+        items of ``grad_items`` ``(B,)`` bool (all items when ``None`` or grad is off)."""
         if grad_items is None or not torch.is_grad_enabled() or bool(grad_items.all()):
             return self.student.decode(hybrid)
         grad_items = grad_items.to(hybrid[0].device).bool().reshape(-1)
@@ -77,6 +78,11 @@ class DRDBranches(nn.Module):
         full[grad_items] = logits
         full[~grad_items] = rest
         return full
+
+
+def labeled_mask(labels: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, *spatial)`` class maps -> ``(B,)`` bool: the items whose map is not hidden (-1)."""
+    return (labels >= 0).flatten(1).all(dim=1)
 
 
 class DRDTrainer(RDTrainer):
@@ -118,14 +124,12 @@ class DRDTrainer(RDTrainer):
 
     def branch_arguments(self, images: torch.Tensor, teacher_features: Any, targets: torch.Tensor) -> tuple:
         # with detached KD targets only the labelled items' hybrid logits need gradients (DRDBranches)
-        hybrid_grad = None
-        if getattr(self.loss_function, "detach_teacher", False):
-            hybrid_grad = (targets >= 0).flatten(1).all(dim=1)
+        hybrid_grad = labeled_mask(targets) if getattr(self.loss_function, "detach_teacher", False) else None
         return images, teacher_features, hybrid_grad
 
     def compute_loss(self, outputs: dict[str, Any], targets: torch.Tensor) -> dict[str, torch.Tensor]:
         labels = targets.long()
-        labeled = (labels >= 0).flatten(1).all(dim=1)
+        labeled = labeled_mask(labels)
         return self.loss_function(
             outputs["student_logits"],
             outputs.get("teacher_logits"),

@@ -36,7 +36,6 @@ class LabelMapWriter:
         output_dir: where label maps and ``segmentations.csv`` go.
         transform: the preprocessing the dataset applied (invertible steps are inverted).
         class_names: names of the classes, background first (CSV voxel-count columns).
-
         dicom_seg: also write ``<series folder>_seg.dcm``, a DICOM SEG (highdicom) referencing the
             source series, for each DICOM series input.
 
@@ -76,7 +75,7 @@ class LabelMapWriter:
                    "error": error, "note": ""}
             if not error:
                 labels = self.label_map(item["pred"], item["image"])
-                written = self.output_path(item["file"])
+                written = self.output_path(item["file"], str(item.get("source", "")))
                 written.parent.mkdir(parents=True, exist_ok=True)
                 write_label_nifti(written, np.asarray(labels[0]), np.asarray(labels.meta["affine"], dtype=np.float64))
                 row["output"] = str(written.relative_to(self.output_dir))
@@ -110,10 +109,12 @@ class LabelMapWriter:
         labels = torch.argmax(restored, dim=0, keepdim=True).to(torch.uint8)
         return MetaTensor(labels, meta=dict(restored.meta))
 
-    def output_path(self, file: str) -> Path:
+    def output_path(self, file: str, source: str = "") -> Path:
         """``output_dir/<file without its NIfTI suffix>_seg.nii.gz``; ``file`` is relative to the input folder
-        (a DICOM series folder ends with a separator)."""
+        (a DICOM series folder ends with a separator; the input folder itself, ``./``, is named after ``source``)."""
         relative = str(file).rstrip("/" + os.sep)
+        if relative in ("", "."):
+            relative = Path(source.rstrip("/" + os.sep)).name or "volume"
         if is_nifti_path(relative):
             relative = relative[: -len(".nii.gz")] if relative.lower().endswith(".nii.gz") else relative[: -len(".nii")]
         return self.output_dir / f"{relative}_seg.nii.gz"

@@ -11,6 +11,7 @@ epoch, reported); then both run ``repeats`` epochs round-robin.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import statistics
 import sys
@@ -53,22 +54,26 @@ def step_times(drd: Any, repeats: int) -> dict[str, float]:
     """
     import torch
     from monai.utils import convert_to_tensor
+    from rd_components.engines.drd_trainer import labeled_mask
 
     trainer = drd.trainer
     batch = next(iter(trainer.data_loader))
     device = drd.parser.get_parsed_content("device")
     images, labels = trainer.prepare_batch(batch, device, False)[:2]
     images = convert_to_tensor(images, track_meta=False)
-    labels = convert_to_tensor(labels, track_meta=False).long()
+    labels = convert_to_tensor(labels, track_meta=False)
     stages = trainer.teacher_inputs(images, batch)
-    labeled = (labels >= 0).flatten(1).all(dim=1)
+    # the trainer's own hooks: the split is what branch_arguments asks for, the loss what compute_loss runs
+    split_arguments = trainer.branch_arguments(images, stages, labels)
+    labeled = labeled_mask(labels)
+    autocast = (lambda: torch.autocast("cuda")) if drd.parser.get_parsed_content("amp") else contextlib.nullcontext
 
     def step(split: bool) -> None:
         trainer.branches.train()
         drd.optimizer.zero_grad()
-        out = trainer.branches(images, stages, labeled if split else None)
-        terms = drd.loss(out["student_logits"], out["teacher_logits"], labels.clamp_min(0), labeled,
-                         out["student_stages"], out["projected_stages"])
+        with autocast():
+            out = trainer.branches(*(split_arguments if split else (images, stages, None)))
+            terms = trainer.compute_loss(out, labels)
         terms["loss"].backward()
         drd.optimizer.step()
 

@@ -37,7 +37,9 @@ def bundle_kind(bundle: str) -> str:
     import yaml
 
     entries = yaml.safe_load((REPO / "bundles" / "templates" / "bundles.yaml").read_text())
-    return str(entries.get(bundle, {}).get("template", "classification"))
+    if bundle not in entries:
+        raise SystemExit(f"--bundle {bundle}: not a bundle of bundles/templates/bundles.yaml ({', '.join(entries)})")
+    return str(entries[bundle]["template"])
 
 
 def method_overlay(bundle: str, method: str) -> Path:

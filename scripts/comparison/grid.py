@@ -55,7 +55,7 @@ def run_grid(args: argparse.Namespace) -> None:
 
     def score_and_record(cell: Cell) -> None:
         fraction, seed, method = cell
-        rows[cell] = score_cell(args, client, experiment, common, method, seed, fraction, names[cell])
+        rows[cell] = score_cell(args, client, experiment, common, method, seed, fraction, names[cell], threads)
         print(f"    {names[cell]}: {describe(rows[cell])}", flush=True)
         # rewritten after every cell, in grid order, so a long grid's CSV is never behind by more than one cell
         write_csv([rows[c] for c in cells if c in rows], args.out / "results.csv")

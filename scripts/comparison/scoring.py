@@ -153,8 +153,11 @@ def _probe_run(client: Any, experiment: str, cell: str, params: dict[str, Any]) 
 
 
 def score_cell(args: argparse.Namespace, client: Any, experiment: str, common: dict[str, Any], method: str, seed: int,
-               fraction: float, cell: str) -> dict[str, Any]:
+               fraction: float, cell: str, threads: int | None = None) -> dict[str, Any]:
     """Test metrics of one trained cell (or fit and score the linear probe); one results row.
+
+    ``threads``: torch threads of a scoring subprocess (segmentation cells are evaluated by their
+    bundle's ``evaluate.yaml`` in one).
 
     The test metrics are logged to the cell's MLflow run as ``test_<metric>``; the probe, which
     no bundle run records, gets a run of its own here and is marked FINISHED once scored.
@@ -162,7 +165,7 @@ def score_cell(args: argparse.Namespace, client: Any, experiment: str, common: d
     if bundle_kind(args.bundle) == "segmentation":
         from .segmentation import score_segmentation_cell
 
-        return score_segmentation_cell(args, client, experiment, common, method, seed, fraction, cell)
+        return score_segmentation_cell(args, client, experiment, common, method, seed, fraction, cell, threads)
     parser = load_bundle(args, common, method, seed, fraction)
     num_classes = parser.get_parsed_content("num_classes")
     if method == PROBE:

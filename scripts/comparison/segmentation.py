@@ -3,15 +3,14 @@
 The cell's best checkpoint is evaluated as a user would evaluate it, by ``python -m monai.bundle
 run evaluating`` (sliding-window inference on the whole right-hemisphere volume in 3D, or its
 axial slices in 2D; MONAI's ``MeanDice`` and 95 % ``HausdorffDistance`` over the foreground
-classes), in a subprocess; its ``MetricsSaver`` CSVs give the row: mean Dice, mean HD95 and the
-Dice of each class. The means are also logged to the cell's MLflow training run as
+classes), in a subprocess; its ``MetricsSaver`` CSVs give the row: mean Dice and mean HD95 (as
+``metrics.csv`` holds them) and the Dice of each class. The means are also logged to the cell's MLflow training run as
 ``test_mean_dice`` / ``test_hd95``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -19,35 +18,28 @@ from . import REPO, method_overlay
 from .cells import best_metric, cell_overrides, expected_params, finished_run, run_bundle
 
 
-def read_metric_summary(path: Path) -> dict[str, float]:
-    """``<metric>_summary.csv`` of MONAI's ``MetricsSaver`` -> {class column: mean over images}.
-
-    The file is comma-separated, one row per class (``class0`` = the first foreground class) and a
-    final ``mean`` row (the mean over classes).
-    """
-    with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    header, body = rows[0], rows[1:]
-    mean_col = header.index("mean")
-    return {row[0]: float(row[mean_col]) for row in body if row}
-
-
 def score_segmentation_cell(args: argparse.Namespace, client: Any, experiment: str, common: dict[str, Any], method: str,
-                            seed: int, fraction: float, cell: str) -> dict[str, Any]:
+                            seed: int, fraction: float, cell: str, threads: int | None = None) -> dict[str, Any]:
     """Test Dice / HD95 of one trained segmentation cell, from the bundle's ``evaluate.yaml``; one results row."""
     import torch
 
     from .scoring import load_bundle
+
+    from rd_components.utils import read_segmentation_metrics
 
     configs = [str(REPO / "bundles" / args.bundle / "configs" / name) for name in ("train.yaml", "evaluate.yaml")]
     configs.insert(1, str(method_overlay(args.bundle, method)))
     overrides = cell_overrides(args, seed, fraction, cell, common)
     overrides["run_name"] = f"{cell}-test"  # its own MLflow run: the training run stays as trained
     cell_dir = Path(overrides["output_dir"])
-    run_bundle("evaluating", configs, overrides, cell_dir / "evaluate.log")
     eval_dir = cell_dir / overrides["run_name"]
-    dice = read_metric_summary(eval_dir / "test_mean_dice_summary.csv")
-    hd95 = read_metric_summary(eval_dir / "test_hd95_summary.csv")
+    model = cell_dir / "models" / "model.pt"
+    if not (eval_dir / "metrics.csv").is_file() or (eval_dir / "metrics.csv").stat().st_mtime < model.stat().st_mtime:
+        # a restarted grid reuses the evaluation of a cell that was not trained again
+        run_bundle("evaluating", configs, overrides, cell_dir / "evaluate.log", threads)
+    figures = read_segmentation_metrics(eval_dir)
+    dice = {"mean": figures["mean_dice"], **figures["dice_per_class"]}
+    hd95 = {"mean": figures["hd95"]}
     run_id = finished_run(client, experiment, cell, expected_params((fraction, seed, method), common))
     if run_id is None:
         raise RuntimeError(f"cell {cell}: no FINISHED MLflow run found after training")

@@ -40,9 +40,13 @@ SEGMENTATION = ResultKind("mean_dice", "mean Dice", (("mean_dice", "Dice", 100.0
 
 
 def result_kind(rows: list[dict[str, Any]]) -> ResultKind:
-    """Segmentation rows carry a ``mean_dice`` (read back from a CSV, classification rows hold NaN there)."""
-    value = rows[0].get("mean_dice") if rows else None
-    return SEGMENTATION if isinstance(value, float) and value == value else CLASSIFICATION
+    """Segmentation rows carry a ``mean_dice`` and no ``accuracy`` (read back from a CSV, every row has
+    both columns and the other kind's is NaN)."""
+    def is_segmentation(row: dict[str, Any]) -> bool:
+        accuracy = row.get("accuracy")
+        return "mean_dice" in row and (accuracy is None or accuracy != accuracy)
+
+    return SEGMENTATION if rows and all(is_segmentation(r) for r in rows) else CLASSIFICATION
 
 
 def describe(row: dict[str, Any]) -> str:
