@@ -13,7 +13,8 @@ from bundle_helpers import REPO, bundle_configs, copy_bundle, run_bundle
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("bundle,patch,n_train", [("rd_segmentation_3d", 32, 8), ("rd_segmentation_2d", 32, 16)])
+# the 2D bundle trains and evaluates in test_compare_student_and_drd_... below, through compare.py
+@pytest.mark.parametrize("bundle,patch,n_train", [("rd_segmentation_3d", 32, 8)])
 def test_train_export_and_evaluate(bundle, patch, n_train, tmp_path):
     copy = copy_bundle(bundle, tmp_path / bundle)
     common = dict(dataset_dir=str(tmp_path / "data"), patch_size=patch, num_train_patches=n_train, batch_size=4)
@@ -144,5 +145,8 @@ def test_compare_student_and_drd_scores_dice_and_the_student_never_builds_the_te
     runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("seg").experiment_id])}
     assert runs["student-f0.5-s0"].data.params["method"] == "student"
     assert runs["student-f0.5-s0"].data.metrics["train_kd"] == 0.0
+    drd = runs["drd-f0.5-s0"]
+    assert int(drd.data.params["num_train_labeled"]) == 8 and int(drd.data.params["num_train_unlabeled"]) == 8
+    assert all(drd.data.metrics[t] > 0 for t in ("train_sup_student", "train_sup_hybrid", "train_cka"))
     assert runs["drd-f0.5-s0"].data.metrics["test_mean_dice"] == pytest.approx(float(rows[1]["mean_dice"]))
     assert runs["drd-f0.5-s0-test"].info.status == "FINISHED"  # the evaluation's own run
