@@ -10,7 +10,7 @@ import pytest
 from monai.bundle import verify_metadata
 
 REPO = Path(__file__).resolve().parents[1]
-BUNDLES = ["rd_classification_2d", "rd_classification_3d", "rd_segmentation_3d"]
+BUNDLES = ["rd_classification_2d", "rd_classification_3d", "rd_segmentation_2d", "rd_segmentation_3d"]
 spec = importlib.util.spec_from_file_location("update_metadata", REPO / "scripts" / "update_metadata.py")
 update_metadata = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(update_metadata)
