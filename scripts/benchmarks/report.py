@@ -31,6 +31,22 @@ def bar_summary(result: dict[str, Any]) -> str:
                      for k, v in result["bars"].items())
 
 
+def table_row(results: dict[str, dict[str, Any]], label: str, getter: Callable[[dict], Any], bar_key: str | None = None) -> str:
+    """One markdown row: ``getter`` of each result (a column per bundle), with its bar check when ``bar_key`` has one."""
+    cells = []
+    for b in results:
+        try:
+            value = getter(results[b])
+        except (KeyError, TypeError):  # a figure a result lacks (older JSON, a skipped measurement) shows as n/a
+            value = None
+        text = fmt(value)
+        if bar_key and bar_key in results[b].get("bars", {}):
+            check = results[b]["bars"][bar_key]
+            text += f" ({check['bar']}: {'pass' if check['pass'] else 'FAIL'})"
+        cells.append(text)
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
 def write_markdown(out: Path) -> Path:
     """``benchmark.md``: one column per ``benchmark_*.json`` found in ``out``."""
     results, segmentation = {}, {}
@@ -40,19 +56,7 @@ def write_markdown(out: Path) -> Path:
     cols = list(results)
 
     def row(label: str, getter: Callable[[dict], Any], bar_key: str | None = None) -> str:
-        # a figure a result lacks (older JSON, a skipped measurement) shows as n/a
-        cells = []
-        for b in cols:
-            try:
-                value = getter(results[b])
-            except (KeyError, TypeError):
-                value = None
-            text = fmt(value)
-            if bar_key and bar_key in results[b].get("bars", {}):
-                check = results[b]["bars"][bar_key]
-                text += f" ({check['bar']}: {'pass' if check['pass'] else 'FAIL'})"
-            cells.append(text)
-        return f"| {label} | " + " | ".join(cells) + " |"
+        return table_row(results, label, getter, bar_key)
 
     header = ["| figure | " + " | ".join(f"{b.upper()} ({results[b]['settings']['teacher']} -> "
                                           f"{results[b]['settings']['student']})" for b in cols) + " |",
@@ -141,18 +145,7 @@ def segmentation_lines(results: dict[str, dict[str, Any]]) -> list[str]:
     cols = list(results)
 
     def row(label: str, getter: Callable[[dict], Any], bar_key: str | None = None) -> str:
-        cells = []
-        for b in cols:
-            try:
-                value = getter(results[b])
-            except (KeyError, TypeError):
-                value = None
-            text = fmt(value)
-            if bar_key and bar_key in results[b].get("bars", {}):
-                check = results[b]["bars"][bar_key]
-                text += f" ({check['bar']}: {'pass' if check['pass'] else 'FAIL'})"
-            cells.append(text)
-        return f"| {label} | " + " | ".join(cells) + " |"
+        return table_row(results, label, getter, bar_key)
 
     ms = lambda k: (lambda r: 1000 * r["training"]["epoch_s"][k]["median"] / r["settings"]["steps_per_epoch"])  # noqa: E731
     return [
