@@ -22,22 +22,13 @@ from typing import Any
 from . import BUNDLES, QUICK_SAMPLES
 from .bars import bar_checks
 from .machine import load_average, machine_info
-from .setup import REPO, configure, instantiate
+from .setup import configure, instantiate, read_config
 from .timing import EpochTimer, summary, synchronize
-
-SEGMENTATION_OVERLAYS = REPO / "bundles" / "methods" / "segmentation"
-
 
 def segmentation_parser(bundle: str, method: str | None, data_root: Path, n_train: int | None, work: Path, *,
                         label_fraction: float, cache_dir: Path | None) -> Any:
     """``train.yaml`` of a segmentation bundle (``method`` overlay merged when given) with the benchmark overrides."""
-    from monai.bundle import ConfigParser
-
-    files = [str(REPO / "bundles" / BUNDLES[bundle] / "configs" / "train.yaml")]
-    if method:
-        files.append(str(SEGMENTATION_OVERLAYS / f"{method}.yaml"))
-    parser = ConfigParser(ConfigParser.load_config_files(files))
-    parser["bundle_root"] = str(REPO / "bundles" / BUNDLES[bundle])
+    parser = read_config(bundle, method)
     parser["dataset_dir"] = str(data_root)
     if n_train is not None:
         parser["num_train_patches"] = int(n_train)

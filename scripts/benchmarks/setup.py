@@ -28,20 +28,22 @@ VARIANTS: dict[str, tuple[str | None, bool]] = {
 
 
 def bundle_config_path(bundle: str) -> Path:
-    """``configs/train.yaml`` of the bundle (``"2d"`` or ``"3d"``)."""
+    """``configs/train.yaml`` of the bundle (``"2d"``, ``"3d"``, ``"seg2d"`` or ``"seg3d"``)."""
     return REPO / "bundles" / BUNDLES[bundle] / "configs" / "train.yaml"
 
 
-def method_config_path(method: str) -> Path:
-    """``bundles/methods/<method>.yaml``, the overlay that turns ``train.yaml`` into a baseline."""
-    return REPO / "bundles" / "methods" / f"{method}.yaml"
+def method_config_path(method: str, bundle: str = "2d") -> Path:
+    """``bundles/methods[/segmentation]/<method>.yaml``, the overlay that turns the bundle's ``train.yaml`` into a baseline."""
+    from comparison import method_overlay  # scripts/ is on sys.path: the comparison script's lookup, not a second one
+
+    return method_overlay(BUNDLES[bundle], method)
 
 
 def read_config(bundle: str, method: str | None = None) -> ConfigParser:
     """The bundle's ``train.yaml``, with the ``method`` overlay merged on top when given."""
     from monai.bundle import ConfigParser
 
-    files = [str(bundle_config_path(bundle))] + ([str(method_config_path(method))] if method else [])
+    files = [str(bundle_config_path(bundle))] + ([str(method_config_path(method, bundle))] if method else [])
     parser = ConfigParser(ConfigParser.load_config_files(files))
     # parsed here, not run by a MONAI workflow, so the config cannot locate its own folder
     parser["bundle_root"] = str(REPO / "bundles" / BUNDLES[bundle])
