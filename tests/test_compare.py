@@ -156,3 +156,19 @@ def test_merge_segmentation_results_pairs_dice_against_drd(tmp_path):
     assert "| drd | 62.5 ± 10.6 / 20.0 ± 7.1 (n=2) |" in table
     assert "| student | +7.5 [-24.3, +39.3] (n=2) |" in table  # +5 and +10 Dice points, paired by seed
     assert (out / "results.png").stat().st_size > 0
+
+
+def test_training_order_starts_one_cache_reader_before_the_teacher_free_cells():
+    """With two workers, one cache reader starts first and the teacher-free cells fill the other
+    worker while it warms the cache; one worker keeps the grid's order. Read from the overlays."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from comparison import reads_feature_cache
+    from comparison.grid import training_order
+
+    reads = {m: reads_feature_cache("rd_classification_2d", m) for m in ("student", "rd", "kd", "lora", "mean_teacher")}
+    assert reads == {"student": False, "rd": True, "kd": True, "lora": False, "mean_teacher": False}
+    assert reads_feature_cache("rd_segmentation_3d", "drd") and not reads_feature_cache("rd_segmentation_3d", "student")
+    cells = [(f, s, m) for f in (0.1, 1.0) for s in (0, 1) for m in ("student", "rd")]
+    order = training_order(cells, 2, reads)
+    assert order[0] == (0.1, 0, "rd") and [c[2] for c in order[1:5]] == ["student"] * 4
+    assert sorted(order) == sorted(cells) and training_order(cells, 1, reads) == cells

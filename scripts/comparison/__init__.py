@@ -42,6 +42,18 @@ def bundle_kind(bundle: str) -> str:
     return str(entries[bundle]["template"])
 
 
+def reads_feature_cache(bundle: str, method: str) -> bool:
+    """Whether a cell of ``method`` reads (and, when cold, fills) the grid's teacher feature cache:
+    every method but those whose overlay sets ``teacher_source: null`` (the student alone, LoRA)
+    or ``use_feature_cache: false`` (the mean teacher, whose "teacher" is the student's EMA)."""
+    import yaml
+
+    if method == PROBE:
+        return True
+    overlay = yaml.safe_load(method_overlay(bundle, method).read_text()) or {}
+    return overlay.get("teacher_source", ...) is not None and overlay.get("use_feature_cache", True) is not False
+
+
 def method_overlay(bundle: str, method: str) -> Path:
     """``bundles/methods[/segmentation]/<method>.yaml``, the overlay that turns the bundle into ``method``."""
     return METHOD_DIRS[bundle_kind(bundle)] / f"{method}.yaml"

@@ -13,7 +13,7 @@ import os
 from concurrent.futures import as_completed
 from typing import Any
 
-from . import PROBE
+from . import PROBE, reads_feature_cache
 from .cells import Cell, bundle_overrides, cell_name, expected_params, finished_run, retire_stale_runs, run_cell
 from .executors import cell_executor
 from .scoring import score_cell
@@ -28,6 +28,28 @@ def grid_settings(args: argparse.Namespace) -> tuple[str, str, dict[str, Any]]:
     common = {**bundle_overrides(args), "tracking_uri": tracking_uri, "experiment_name": experiment,
               "feature_cache_dir": str(args.out / "feature_cache")}
     return tracking_uri, experiment, common
+
+
+def training_order(cells: list[Cell], jobs: int, reads_cache: dict[str, bool]) -> list[Cell]:
+    """The order in which ``jobs`` workers start ``cells``: with one worker, the grid's order; with
+    more, one cache-reading cell first, then the cells that never read the teacher cache, then
+    the other cache readers.
+
+    Cells of one grid share the teacher feature cache (same images and views). Started side by
+    side on a cold cache, two cache readers would both run the teacher on every item; started
+    after the first one, while the teacher-free cells keep the other workers busy, they find the
+    cache warm. Results do not depend on the order: each cell is its own seeded process.
+
+    Args:
+        cells: the cells to train, in grid order.
+        jobs: cells trained at once.
+        reads_cache: method -> whether its cells read the teacher feature cache.
+    """
+    if jobs <= 1:
+        return list(cells)
+    readers = [c for c in cells if reads_cache[c[2]]]
+    others = [c for c in cells if not reads_cache[c[2]]]
+    return readers[:1] + others + readers[1:]
 
 
 def run_grid(args: argparse.Namespace) -> None:
@@ -46,6 +68,11 @@ def run_grid(args: argparse.Namespace) -> None:
           + (f", {args.jobs} at a time" if args.jobs > 1 else "")
           + (" as Ray tasks" if args.executor == "ray" else ""), flush=True)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    import torch
+
+    # this process scores cells while `jobs` cells train: one cell's share of the cores, no more
+    # (idle OpenMP threads spin on a busy machine and take cycles from the training cells)
+    torch.set_num_threads(threads)
     for cell in to_train:
         stale = retire_stale_runs(client, experiment, names[cell])
         if stale:
@@ -65,7 +92,8 @@ def run_grid(args: argparse.Namespace) -> None:
             score_and_record(cell)
     with cell_executor(args.executor, args.jobs, threads, args.address, args.gpus_per_cell) as pool:
         # training runs in subprocesses (started here or by Ray); this process scores each cell as it finishes
-        futures = {pool.submit(run_cell, args, c[2], c[1], c[0], names[c], common, threads): c for c in to_train}
+        order = training_order(to_train, args.jobs, {m: reads_feature_cache(args.bundle, m) for m in args.methods})
+        futures = {pool.submit(run_cell, args, c[2], c[1], c[0], names[c], common, threads): c for c in order}
         for index, future in enumerate(as_completed(futures), 1):
             future.result()
             print(f"[{index}/{len(to_train)}] trained {names[futures[future]]}", flush=True)

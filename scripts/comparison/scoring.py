@@ -8,6 +8,8 @@ Heavy imports (torch, MONAI, scikit-learn, MLflow) happen inside the functions, 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import statistics
 import time
 from pathlib import Path
@@ -36,13 +38,26 @@ def load_bundle(args: argparse.Namespace, common: dict[str, Any], method: str, s
     return parser
 
 
+# preprocessed test items by (datalist test files, preprocessing and the values it reads): the
+# cells of a grid share one test split, which the driver would otherwise load again per cell
+_TEST_ITEMS: dict[str, list[dict]] = {}
+
+
 def test_items(parser: ConfigParser) -> list[dict]:
-    """Preprocessed test items of the bundle's datalist."""
+    """Preprocessed test items of the bundle's datalist (loaded once per grid and preprocessing)."""
     from rd_components.data import load_datalist, preflight_items
 
     files = load_datalist(parser.get_parsed_content("datalist"), "test")
-    return preflight_items(files, parser.get_parsed_content("preprocessing"), parser.get_parsed_content("spatial_dims"),
-                           parser.get_parsed_content("num_classes"), "error", "test", progress=False)
+    raw = parser.get("preprocessing")
+    # the preprocessing expression and the resolved values it refers to (@patch_size, ...)
+    refs = sorted(set(re.findall(r"@([\w#]+)", json.dumps(raw, default=str))))
+    key = json.dumps([raw, {r: parser.get_parsed_content(r) for r in refs}, files,
+                      parser.get_parsed_content("num_classes")], sort_keys=True, default=str)
+    if key not in _TEST_ITEMS:
+        _TEST_ITEMS[key] = preflight_items(files, parser.get_parsed_content("preprocessing"),
+                                           parser.get_parsed_content("spatial_dims"),
+                                           parser.get_parsed_content("num_classes"), "error", "test", progress=False)
+    return _TEST_ITEMS[key]
 
 
 def score(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:
