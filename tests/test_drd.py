@@ -155,6 +155,36 @@ def test_drd_trainer_learns_fires_events_and_uses_unlabelled_items():
     assert not any(p.requires_grad for p in trainer.teacher_source.teacher.parameters())
 
 
+def test_cka_only_resizes_teacher_stages_and_skips_the_hybrid_pass():
+    """CKA-only: the teacher's stages keep their widths, resized to the student's; no hybrid
+    decoding (a decoder pass would fail on those widths), only the CKA term distils."""
+    from rd_components.engines import DRDTrainer
+    from rd_components.networks import StageResizer
+
+    resized = StageResizer(3)([torch.rand(2, 5, 4, 4, 4), torch.rand(2, 7, 2, 2, 2)], [(8, 8, 8), (4, 4, 4)])
+    assert [tuple(r.shape) for r in resized] == [(2, 5, 8, 8, 8), (2, 7, 4, 4, 4)]
+    with pytest.raises(ValueError, match="3 spatial"):
+        StageResizer(3)([torch.rand(2, 5, 4, 4)], [(8, 8, 8)])
+
+    torch.manual_seed(0)
+    images = torch.rand(16, 1, 32, 32)
+    labels = (images > 0.5).long()
+    labels[8:] = -1
+    loader = [{"image": images[i:i + 8], "label": labels[i:i + 8]} for i in (0, 8)] * 2
+    student = SegmentationStudent(2, 1, 2, features=FEATURES)
+    optimizer = torch.optim.Adam(student.parameters(), lr=0.01)
+    loss = DRDLoss(hybrid_weight=0.0, kd_weight=0.0, cka_weight=1.0, cka_grid=2)
+    trainer = DRDTrainer("cpu", 3, loader, student, optimizer, loss, reprogrammer=StageResizer(2),
+                         teacher=_ToyStageTeacher(), hybrid_pass=False)
+    ckas = []
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: ckas.append(e.state.metrics["train_cka"]))
+    trainer.run()
+    metrics = trainer.state.metrics
+    assert metrics["train_sup_hybrid"] == 0.0 and metrics["train_kd"] == 0.0
+    assert 0.0 < ckas[-1] < ckas[0], ckas  # the student's stages move towards the teacher's
+    assert "pred_teacher" not in trainer.state.output[0]
+
+
 def test_stage_feature_cache_is_exact_and_runs_the_teacher_once_per_item(tmp_path):
     from rd_components.engines import DRDTrainer
     from rd_components.foundation import TeacherFeatureCache, TeacherFeatureSource
@@ -250,3 +280,17 @@ def test_dicom_seg_frames_follow_each_source_image_geometry(tmp_path):
                          .astype(np.uint8) for ds in sources])
     assert frames.shape == (5, 9, 12)
     np.testing.assert_array_equal(frames, expected)
+
+
+@pytest.mark.parametrize("method,hybrid", [("drd", True), ("kd", True), ("cka", False), ("student", False)])
+def test_segmentation_overlays_ask_for_the_hybrid_pass_only_when_a_term_reads_it(method, hybrid):
+    """The bundle decodes the hybrid stages only for hybrid / KD terms; CKA-only uses the parameter-free resizer."""
+    from bundle_helpers import REPO
+    from monai.bundle import ConfigParser
+
+    configs = [REPO / "bundles" / "rd_segmentation_2d" / "configs" / "train.yaml",
+               REPO / "bundles" / "methods" / "segmentation" / f"{method}.yaml"]
+    parser = ConfigParser(ConfigParser.load_config_files([str(c) for c in configs]))
+    assert parser.get_parsed_content("train#trainer#hybrid_pass") is hybrid
+    if method == "cka":
+        assert parser.get("reprogrammer_def")["_target_"].endswith("StageResizer")

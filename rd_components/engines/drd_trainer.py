@@ -25,6 +25,9 @@ class DRDBranches(nn.Module):
         student: :class:`SegmentationStudent`.
         reprogrammer: :class:`DeepReprogrammer` mapping the teacher's stages onto the student's
             ``distilled_stages``; ``None`` trains the student alone.
+        hybrid: decode the projected stages (the hybrid logits). ``False`` skips that pass, for
+            losses without hybrid or KD terms (CKA-only, whose
+            :class:`~rd_components.networks.StageResizer` keeps the teacher's widths).
 
     Shapes:
         ``images (B, C, *spatial)``, ``teacher_stages`` a list of ``(B, C_T[s], *t_s)``,
@@ -41,10 +44,11 @@ class DRDBranches(nn.Module):
     default); with batch norm in the decoder the two parts are normalised separately.
     """
 
-    def __init__(self, student: SegmentationStudent, reprogrammer: DeepReprogrammer | None) -> None:
+    def __init__(self, student: SegmentationStudent, reprogrammer: nn.Module | None, hybrid: bool = True) -> None:
         super().__init__()
         self.student = student
         self.reprogrammer = reprogrammer
+        self.hybrid = bool(hybrid)
 
     def forward(self, images: torch.Tensor, teacher_stages: list[torch.Tensor] | None = None,
                 hybrid_grad: torch.Tensor | None = None) -> dict[str, Any]:
@@ -54,10 +58,11 @@ class DRDBranches(nn.Module):
                                "student_stages": [stages[i] for i in distilled]}
         if self.reprogrammer is not None and teacher_stages is not None:
             projected = self.reprogrammer(teacher_stages, [tuple(stages[i].shape[2:]) for i in distilled])
-            hybrid = list(stages)
-            for index, p in zip(distilled, projected):
-                hybrid[index] = p  # the finest stage (stride 1) has no teacher counterpart: the student's own
-            out["teacher_logits"] = self._decode_hybrid(hybrid, hybrid_grad)
+            if self.hybrid:
+                hybrid = list(stages)
+                for index, p in zip(distilled, projected):
+                    hybrid[index] = p  # the finest stage (stride 1) has no teacher counterpart: the student's own
+                out["teacher_logits"] = self._decode_hybrid(hybrid, hybrid_grad)
             out["projected_stages"] = projected
         return out
 
@@ -102,9 +107,14 @@ class DRDTrainer(RDTrainer):
     is unlabelled: it trains through KD and CKA only. ``teacher`` is a frozen teacher with
     ``stage_features`` or a :class:`TeacherFeatureSource` with ``stages=True`` (its cache then
     holds each item's stage maps, so a warm epoch never runs the teacher).
+
+    ``hybrid_pass=False`` skips the hybrid decoding (a loss without hybrid and KD terms, such as
+    the CKA-only baseline, never reads it).
     """
 
-    def __init__(self, *args: Any, loss_terms: tuple[str, ...] = DRD_LOSS_TERMS, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, loss_terms: tuple[str, ...] = DRD_LOSS_TERMS, hybrid_pass: bool = True,
+                 **kwargs: Any) -> None:
+        self.hybrid_pass = bool(hybrid_pass)  # read by make_branches, which RDTrainer.__init__ calls
         teacher = kwargs.get("teacher")
         if teacher is not None and not isinstance(teacher, TeacherFeatureSource):
             kwargs["teacher"] = TeacherFeatureSource(teacher, stages=True)
@@ -113,7 +123,7 @@ class DRDTrainer(RDTrainer):
     def make_branches(self, network: nn.Module, reprogrammer: nn.Module | None) -> nn.Module:
         if not isinstance(network, SegmentationStudent):
             raise ValueError(f"DRDTrainer: network must be a SegmentationStudent, got {type(network).__name__}")
-        return DRDBranches(network, reprogrammer)
+        return DRDBranches(network, reprogrammer, hybrid=self.hybrid_pass)
 
     def teacher_inputs(self, inputs: torch.Tensor, batchdata: dict[str, Any]) -> list[torch.Tensor]:
         if not self.teacher_source.stages:

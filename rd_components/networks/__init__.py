@@ -4,13 +4,14 @@ from .classifier import SharedClassifier
 from .deployable import DeployableStudent
 from .lora import LoRAClassifier, pointwise_layer_names
 from .reprogrammer import Reprogrammer
-from .segmentation import DeepReprogrammer, SegmentationStudent
+from .segmentation import DeepReprogrammer, SegmentationStudent, StageResizer
 from .teacher_heads import FlippedViewTeacher, LinearProbe, PooledFeatures, SoftTargets
 from .students import StudentFeatures, TinyCNN, create_student, list_students
 
 __all__ = [
     "DeepReprogrammer",
     "SegmentationStudent",
+    "StageResizer",
     "DeployableStudent",
     "FlippedViewTeacher",
     "SoftTargets",

@@ -146,3 +146,39 @@ class DeepReprogrammer(nn.Module):
                 projected = F.interpolate(projected, size=size, mode=self._mode, align_corners=False)
             out.append(projected)
         return out
+
+
+class StageResizer(nn.Module):
+    """The teacher's stage maps resized to the student's stage sizes, channels untouched: no
+    parameters, for the CKA-only baseline (CKA compares maps of any widths, so nothing needs
+    learning; the maps cannot be decoded by the student's decoder).
+
+    Args:
+        spatial_dims: 2 or 3.
+
+    Shapes:
+        ``forward(teacher_stages, sizes)``: a list of ``(B, C_T[s], *t_s)`` and the student's
+        stage sizes -> a list of ``(B, C_T[s], *sizes[s])``.
+    """
+
+    def __init__(self, spatial_dims: int) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"StageResizer: spatial_dims must be 2 or 3, got {spatial_dims}")
+        self.spatial_dims = spatial_dims
+        self._mode = "bilinear" if spatial_dims == 2 else "trilinear"
+
+    def forward(self, teacher_stages: Sequence[torch.Tensor], sizes: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """Resize every teacher stage (see the class docstring for shapes)."""
+        if len(teacher_stages) != len(sizes):
+            raise ValueError(f"StageResizer: {len(teacher_stages)} teacher stages but {len(sizes)} sizes.")
+        out = []
+        for s, (features, size) in enumerate(zip(teacher_stages, sizes)):
+            if features.ndim != self.spatial_dims + 2:
+                raise ValueError(f"StageResizer stage {s}: expected (B, C, *spatial) with {self.spatial_dims} spatial "
+                                 f"dims, got {tuple(features.shape)}")
+            size = tuple(int(v) for v in size)
+            if tuple(features.shape[2:]) != size:
+                features = F.interpolate(features, size=size, mode=self._mode, align_corners=False)
+            out.append(features)
+        return out
