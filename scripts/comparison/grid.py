@@ -94,17 +94,29 @@ def run_grid(args: argparse.Namespace) -> None:
         # training runs in subprocesses (started here or by Ray); this process scores each cell as it finishes
         order = training_order(to_train, args.jobs, {m: reads_feature_cache(args.bundle, m) for m in args.methods})
         futures = {pool.submit(run_cell, args, c[2], c[1], c[0], names[c], common, threads): c for c in order}
+        failed: dict[Cell, Exception] = {}
         for index, future in enumerate(as_completed(futures), 1):
-            future.result()
-            print(f"[{index}/{len(to_train)}] trained {names[futures[future]]}", flush=True)
-            score_and_record(futures[future])
+            cell = futures[future]
+            try:
+                future.result()
+            except Exception as err:  # noqa: BLE001 - one failing cell must not cost the others their scores
+                failed[cell] = err
+                print(f"[{index}/{len(to_train)}] FAILED {names[cell]}: {err}", flush=True)
+                continue
+            print(f"[{index}/{len(to_train)}] trained {names[cell]}", flush=True)
+            score_and_record(cell)
     for cell in cells:  # the linear probe, fitted here on the now warm teacher cache
-        if cell not in rows:
+        if cell not in rows and cell not in failed:
             score_and_record(cell)
 
-    table = write_outputs([rows[c] for c in cells], args.out,
-                          f"Test split, mean ± std over seeds {args.seeds}; bundle {args.bundle}.")
+    title = f"Test split, mean ± std over seeds {args.seeds}; bundle {args.bundle}."
+    table = write_outputs([rows[c] for c in cells if c in rows], args.out, title)
     print(table)
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(cells)} cells failed ({', '.join(names[c] for c in failed)}); the "
+                         f"others are scored in {args.out / 'results.csv'}. Each failed cell's log is "
+                         f"{args.out / 'cells' / '<cell>' / 'train.log'}; started again, the grid trains only the "
+                         f"cells without a FINISHED run.")
     summary = client.create_run(client.get_experiment_by_name(experiment).experiment_id, run_name="summary").info.run_id
     for name in ("results.csv", "results.md", "results.png"):
         client.log_artifact(summary, str(args.out / name))
