@@ -176,12 +176,15 @@ def test_training_order_starts_one_cache_reader_before_the_teacher_free_cells():
 
 def test_a_failing_cell_leaves_the_others_scored_and_the_grid_exits_non_zero(tmp_path, monkeypatch):
     """The grid driver on its own (cell training and scoring replaced, they are tested end to end
-    above): a cell that fails is reported by name, the other cells are still scored and written."""
+    above): the MLflow experiment exists before the cells start; a cell that fails is reported by
+    name, the other cells are still scored and written."""
     sys.path.insert(0, str(REPO / "scripts"))
     import compare
     from comparison import grid
 
     def train(args, method, seed, fraction, cell, common, threads):
+        # the experiment exists before any cell starts: two cells creating it at once would collide
+        assert mlflow.MlflowClient(tracking_uri=common["tracking_uri"]).get_experiment_by_name(common["experiment_name"])
         if method == "rd":
             raise RuntimeError(f"training of {cell} failed; see its log")
         return tmp_path

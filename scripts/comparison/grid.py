@@ -58,6 +58,10 @@ def run_grid(args: argparse.Namespace) -> None:
 
     tracking_uri, experiment, common = grid_settings(args)
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    if client.get_experiment_by_name(experiment) is None:
+        # created here, once: cells starting side by side would each try to create it, and all
+        # but one fail on MLflow's unique experiment name
+        client.create_experiment(experiment)
     cells: list[Cell] = [(f, s, m) for f in args.label_fractions for s in args.seeds for m in args.methods]
     names = {c: cell_name(c) for c in cells}
     done = {c: finished_run(client, experiment, names[c], expected_params(c, common)) for c in cells if c[2] != PROBE}
