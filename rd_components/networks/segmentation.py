@@ -89,6 +89,14 @@ class SegmentationStudent(nn.Module):
         return self.decode(self.encode(x))
 
 
+def resize_to(features: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``(B, C, *spatial)`` -> ``(B, C, *size)``, (bi/tri)linear; unchanged when already that size."""
+    size = tuple(int(v) for v in size)
+    if tuple(features.shape[2:]) == size:
+        return features
+    return F.interpolate(features, size=size, mode="bilinear" if features.ndim == 4 else "trilinear", align_corners=False)
+
+
 class DeepReprogrammer(nn.Module):
     """One projector per stage, mapping frozen teacher stage maps to the student's stage shapes.
 
@@ -124,7 +132,6 @@ class DeepReprogrammer(nn.Module):
             )
             for ct, cs in zip(self.teacher_channels, self.student_channels)
         )
-        self._mode = "bilinear" if spatial_dims == 2 else "trilinear"
 
     def forward(self, teacher_stages: Sequence[torch.Tensor], sizes: Sequence[Sequence[int]]) -> list[torch.Tensor]:
         """Project and resize every teacher stage (see the class docstring for shapes)."""
@@ -140,11 +147,7 @@ class DeepReprogrammer(nn.Module):
                     f"DeepReprogrammer stage {s}: expected (B, {self.teacher_channels[s]}, *spatial) with "
                     f"{self.spatial_dims} spatial dims, got {tuple(features.shape)}"
                 )
-            projected = projector(features)
-            size = tuple(int(v) for v in size)
-            if tuple(projected.shape[2:]) != size:
-                projected = F.interpolate(projected, size=size, mode=self._mode, align_corners=False)
-            out.append(projected)
+            out.append(resize_to(projector(features), size))
         return out
 
 
@@ -166,7 +169,6 @@ class StageResizer(nn.Module):
         if spatial_dims not in (2, 3):
             raise ValueError(f"StageResizer: spatial_dims must be 2 or 3, got {spatial_dims}")
         self.spatial_dims = spatial_dims
-        self._mode = "bilinear" if spatial_dims == 2 else "trilinear"
 
     def forward(self, teacher_stages: Sequence[torch.Tensor], sizes: Sequence[Sequence[int]]) -> list[torch.Tensor]:
         """Resize every teacher stage (see the class docstring for shapes)."""
@@ -177,8 +179,5 @@ class StageResizer(nn.Module):
             if features.ndim != self.spatial_dims + 2:
                 raise ValueError(f"StageResizer stage {s}: expected (B, C, *spatial) with {self.spatial_dims} spatial "
                                  f"dims, got {tuple(features.shape)}")
-            size = tuple(int(v) for v in size)
-            if tuple(features.shape[2:]) != size:
-                features = F.interpolate(features, size=size, mode=self._mode, align_corners=False)
-            out.append(features)
+            out.append(resize_to(features, size))
         return out
