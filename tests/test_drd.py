@@ -294,3 +294,41 @@ def test_segmentation_overlays_ask_for_the_hybrid_pass_only_when_a_term_reads_it
     assert parser.get_parsed_content("train#trainer#hybrid_pass") is hybrid
     if method == "cka":
         assert parser.get("reprogrammer_def")["_target_"].endswith("StageResizer")
+
+
+def test_hybrid_interval_decodes_one_step_in_k_and_scales_its_terms():
+    """hybrid_interval=3: hybrid decoding on iterations 1, 4, ...; on those steps the hybrid and KD
+    terms weigh 3x (their average weight stays DRD's); CKA runs on every step."""
+    from ignite.engine import Events
+
+    from rd_components.engines import DRDTrainer
+
+    torch.manual_seed(0)
+    images = torch.rand(8, 1, 32, 32)
+    labels = (images > 0.5).long()
+    labels[4:] = -1
+    loader = [{"image": images, "label": labels}] * 6
+    student = SegmentationStudent(2, 1, 2, features=FEATURES)
+    rep = DeepReprogrammer(2, (6, 6, 8, 8), student.stage_channels[1:])
+    optimizer = torch.optim.SGD([*student.parameters(), *rep.parameters()], lr=0.0)  # fixed weights: terms comparable
+    loss = DRDLoss(cka_grid=2)
+    trainer = DRDTrainer("cpu", 1, loader, student, optimizer, loss, reprogrammer=rep, teacher=_ToyStageTeacher(),
+                         hybrid_interval=3)
+    steps = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: steps.append(
+        {k: float(e.state.output[0][k]) if k in e.state.output[0] else None for k in ("loss", "sup_student", "sup_hybrid", "kd", "cka")}
+        | {"decoded": "pred_teacher" in e.state.output[0]}))
+    trainer.run()
+    assert [s["decoded"] for s in steps] == [True, False, False, True, False, False]
+    for s in steps:
+        assert s["cka"] > 0
+        if s["decoded"]:
+            assert s["sup_hybrid"] > 0 and s["kd"] > 0
+            expected = s["sup_student"] + 3 * (s["sup_hybrid"] + s["kd"]) + s["cka"]
+        else:
+            assert s["sup_hybrid"] == 0 and s["kd"] == 0
+            expected = s["sup_student"] + s["cka"]
+        assert s["loss"] == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="hybrid_interval"):
+        DRDTrainer("cpu", 1, loader, student, optimizer, loss, reprogrammer=rep, teacher=_ToyStageTeacher(),
+                   hybrid_interval=0)

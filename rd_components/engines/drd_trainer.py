@@ -33,7 +33,8 @@ class DRDBranches(nn.Module):
         ``images (B, C, *spatial)``, ``teacher_stages`` a list of ``(B, C_T[s], *t_s)``,
         ``hybrid_grad`` ``(B,)`` bool or ``None`` -> dict with ``student_logits (B, K, *spatial)``,
         ``student_stages`` (the distilled stages) and, with a teacher, ``teacher_logits`` (the
-        hybrid logits) and ``projected_stages``.
+        hybrid logits) and ``projected_stages``. ``decode_hybrid=False`` skips the hybrid pass for
+        this call (no ``teacher_logits``).
 
     ``hybrid_grad`` marks the items whose hybrid logits need gradients; the others are decoded
     without autograd (no graph kept, no backward). The trainer passes the labelled items when
@@ -51,14 +52,14 @@ class DRDBranches(nn.Module):
         self.hybrid = bool(hybrid)
 
     def forward(self, images: torch.Tensor, teacher_stages: list[torch.Tensor] | None = None,
-                hybrid_grad: torch.Tensor | None = None) -> dict[str, Any]:
+                hybrid_grad: torch.Tensor | None = None, decode_hybrid: bool = True) -> dict[str, Any]:
         stages = self.student.encode(images)
         distilled = list(self.student.distilled_stages)
         out: dict[str, Any] = {"student_logits": self.student.decode(stages),
                                "student_stages": [stages[i] for i in distilled]}
         if self.reprogrammer is not None and teacher_stages is not None:
             projected = self.reprogrammer(teacher_stages, [tuple(stages[i].shape[2:]) for i in distilled])
-            if self.hybrid:
+            if self.hybrid and decode_hybrid:
                 hybrid = list(stages)
                 for index, p in zip(distilled, projected):
                     hybrid[index] = p  # the finest stage (stride 1) has no teacher counterpart: the student's own
@@ -109,12 +110,20 @@ class DRDTrainer(RDTrainer):
     holds each item's stage maps, so a warm epoch never runs the teacher).
 
     ``hybrid_pass=False`` skips the hybrid decoding (a loss without hybrid and KD terms, such as
-    the CKA-only baseline, never reads it).
+    the CKA-only baseline, never reads it). ``hybrid_interval=k`` decodes the hybrid stages on
+    one step in ``k`` (iterations 1, 1 + k, ...) and weighs the hybrid and KD terms ``k`` times on
+    those steps, so that their average weight is DRD's; the stage CKA term runs on every step.
+    The hybrid pass is most of DRD's cost over the student's (``docs/PERFORMANCE.md``), so
+    ``k = 3`` brings a DRD epoch near 1.3x the student's; the per-epoch ``train_sup_hybrid`` and
+    ``train_kd`` averages then count the skipped steps as 0.
     """
 
     def __init__(self, *args: Any, loss_terms: tuple[str, ...] = DRD_LOSS_TERMS, hybrid_pass: bool = True,
-                 **kwargs: Any) -> None:
+                 hybrid_interval: int = 1, **kwargs: Any) -> None:
+        if int(hybrid_interval) < 1:
+            raise ValueError(f"DRDTrainer: hybrid_interval must be >= 1, got {hybrid_interval!r}")
         self.hybrid_pass = bool(hybrid_pass)  # read by make_branches, which RDTrainer.__init__ calls
+        self.hybrid_interval = int(hybrid_interval)
         teacher = kwargs.get("teacher")
         if teacher is not None and not isinstance(teacher, TeacherFeatureSource):
             kwargs["teacher"] = TeacherFeatureSource(teacher, stages=True)
@@ -132,10 +141,14 @@ class DRDTrainer(RDTrainer):
             stages = self.teacher_source(inputs, batchdata)
         return [convert_to_tensor(s, track_meta=False) for s in stages]
 
+    def decodes_hybrid(self) -> bool:
+        """Whether this iteration (1-based ``state.iteration``) runs the hybrid pass."""
+        return self.hybrid_pass and (self.state.iteration - 1) % self.hybrid_interval == 0
+
     def branch_arguments(self, images: torch.Tensor, teacher_features: Any, targets: torch.Tensor) -> tuple:
         # with detached KD targets only the labelled items' hybrid logits need gradients (DRDBranches)
         hybrid_grad = labeled_mask(targets) if getattr(self.loss_function, "detach_teacher", False) else None
-        return images, teacher_features, hybrid_grad
+        return images, teacher_features, hybrid_grad, self.decodes_hybrid()
 
     def compute_loss(self, outputs: dict[str, Any], targets: torch.Tensor) -> dict[str, torch.Tensor]:
         labels = targets.long()
@@ -147,4 +160,5 @@ class DRDTrainer(RDTrainer):
             labeled,
             outputs["student_stages"] if "projected_stages" in outputs else (),
             outputs.get("projected_stages", ()),
+            hybrid_scale=float(self.hybrid_interval) if "teacher_logits" in outputs else 1.0,
         )

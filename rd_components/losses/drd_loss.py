@@ -94,8 +94,14 @@ class DRDLoss(nn.Module):
         labeled: torch.Tensor | None = None,
         student_stages: Sequence[torch.Tensor] = (),
         projected_stages: Sequence[torch.Tensor] = (),
+        hybrid_scale: float = 1.0,
     ) -> dict[str, torch.Tensor]:
-        """The loss and its terms (see the class docstring for shapes)."""
+        """The loss and its terms (see the class docstring for shapes).
+
+        ``hybrid_scale`` multiplies the hybrid and KD weights of this call: a trainer that decodes
+        the hybrid stages on one step in ``k`` passes ``k``, so that the two terms keep their
+        weights on average over the steps (an unbiased estimate of the every-step loss).
+        """
         if labels.ndim != student_logits.ndim or labels.shape[1] != 1 or labels.shape[2:] != student_logits.shape[2:]:
             raise ValueError(
                 f"DRDLoss: labels must be (B, 1, *spatial) class indices matching logits {tuple(student_logits.shape)}, "
@@ -120,7 +126,7 @@ class DRDLoss(nn.Module):
                 p_map = p_map.detach() if self.detach_teacher else p_map
                 stage_terms.append(self.cka(grid_samples(s_map, self.cka_grid), grid_samples(p_map, self.cka_grid)))
             terms["cka"] = torch.stack(stage_terms).sum()
-        scale = self.distill_scale
+        scale = self.distill_scale * float(hybrid_scale)
         terms["loss"] = (
             terms["sup_student"]
             + self.hybrid_weight * scale * terms["sup_hybrid"]
