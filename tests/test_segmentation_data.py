@@ -108,3 +108,11 @@ def test_lobe_patches_hold_left_hemisphere_voxels_only_and_every_second_is_mirro
             assert len(np.unique(values)) > 3  # a whole-context cube shows several lobes
     test_lo, _ = _world_box(folder / datalist["test"][0]["image"])
     assert test_lo[0] > 1.0
+
+
+def test_training_voxel_size_is_the_training_grid(mni_seg_3d, tmp_path):
+    from rd_components.data import training_voxel_size
+
+    assert training_voxel_size(mni_seg_3d) == [1.0, 1.0, 1.0]
+    flat = build_segmentation_dataset(tmp_path, "mni152_tissue", 2, patch_size=32, n_train=3, n_val=2)
+    assert training_voxel_size(flat) == [1.0, 1.0, 0.0]  # 2D patches: keep the input's slice spacing

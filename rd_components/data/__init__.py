@@ -7,7 +7,7 @@ Debian's ``mricron-data``). Each is written as NIfTI or DICOM with a decathlon-s
 
 from .build import DATA_VERSION, FORMATS, build_dataset, dataset_name, ensure_dataset
 from .segmentation_inference import SafeVolumeDataset, find_volumes, segmentation_inference_transforms
-from .segmentation_pipeline import LabelMapOrHiddend, segmentation_items, segmentation_transforms
+from .segmentation_pipeline import LabelMapOrHiddend, segmentation_items, segmentation_transforms, training_voxel_size
 from .segmentation_tasks import SEG_CLASS_NAMES, SEG_TASKS, build_segmentation_dataset, segmentation_label_map
 from .datalist import (
     UNLABELED,
@@ -44,6 +44,7 @@ __all__ = [
     "LabelMapOrHiddend",
     "segmentation_items",
     "segmentation_transforms",
+    "training_voxel_size",
     "SEG_CLASS_NAMES",
     "SEG_TASKS",
     "build_segmentation_dataset",

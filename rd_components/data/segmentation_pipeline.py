@@ -14,7 +14,7 @@ from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImag
 from .datalist import UNLABELED
 from .sampling import split_rng
 
-__all__ = ["segmentation_items", "LabelMapOrHiddend", "segmentation_transforms"]
+__all__ = ["segmentation_items", "LabelMapOrHiddend", "segmentation_transforms", "training_voxel_size"]
 
 
 def segmentation_items(datalist: str | os.PathLike, split: str = "training", label_fraction: float = 1.0,
@@ -36,6 +36,20 @@ def segmentation_items(datalist: str | os.PathLike, split: str = "training", lab
         kept = set(split_rng(seed, "segmentation-labels").choice(len(items), size=keep, replace=False).tolist())
         items = [it if i in kept else {**it, "label": UNLABELED} for i, it in enumerate(items)]
     return items
+
+
+def training_voxel_size(datalist: str | os.PathLike) -> list[float]:
+    """The voxel size in mm of the first training image, as ``[x, y, z]`` for :class:`monai.transforms.Spacingd`.
+
+    A 2D training patch has no slice spacing: its ``z`` is ``0.0``, which ``Spacingd`` reads as
+    "keep the input's own". Inference resamples every volume to this grid (``model_info.json``'s
+    ``pixdim``), so that a model trained on a coarser grid (the 3 mm lobe task) sees its own scale.
+    """
+    import nibabel as nib
+
+    first = load_decathlon_datalist(str(datalist), True, "training")[0]["image"]
+    zooms = [float(z) for z in nib.load(str(first)).header.get_zooms()[:3]]
+    return zooms + [0.0] * (3 - len(zooms))
 
 
 class LabelMapOrHiddend(MapTransform):
