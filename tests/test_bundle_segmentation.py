@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +23,8 @@ def test_train_export_and_evaluate(bundle, patch, n_train, tmp_path):
     assert "building teacher" in first.stdout + first.stderr  # cold cache: the teacher is loaded
     models = copy / "models"
     assert (models / "model.pt").is_file() and (models / "model.ts").is_file()  # export checked against eager inside
+    # inference resamples to the training grid recorded here (1 mm tissue cubes)
+    assert json.loads((models / "model_info.json").read_text())["pixdim"] == [1.0, 1.0, 1.0]
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{copy / 'eval' / 'mlruns.db'}")
     run = client.search_runs([client.get_experiment_by_name(bundle).experiment_id])[0]
     assert run.info.status == "FINISHED"
@@ -48,8 +51,6 @@ def check_inference_writes_label_maps_on_the_input_grid(copy, tmp_path):
     """inference.yaml on the held-out volume as NIfTI, a left-right flipped copy, the same volume as a
     DICOM series and a broken file: label maps on each input's grid (shape, affine) that agree in
     world space across the three encodings; the broken file reported in the CSV, not fatal."""
-    import json
-
     import nibabel as nib
     import numpy as np
 

@@ -157,8 +157,11 @@ def segmentation_lines(results: dict[str, dict[str, Any]]) -> list[str]:
         row("items x patch, labels, batch, steps/epoch", lambda r: f"{r['settings']['n_train']} x {r['settings']['patch_size']}, "
             f"{r['settings']['label_fraction']:g}, {r['settings']['batch_size']}, {r['settings']['steps_per_epoch']}"),
         row("`drd_cache_ratio` (DRD warm / student alone)", lambda r: r["drd_cache_ratio"], "drd_cache_ratio"),
+        row("`drd_hybrid_every_3_cache_ratio` (hybrid pass on one step in 3)",
+            lambda r: r["drd_hybrid_every_3_cache_ratio"], "drd_hybrid_every_3_cache_ratio"),
         row("step time, student alone [ms]", ms("student")),
         row("step time, DRD warm cache [ms]", ms("drd_cached")),
+        row("step time, DRD hybrid pass on one step in 3 [ms]", ms("drd_hybrid_every_3")),
         row("cold first DRD epoch [s] (teacher stage maps cached)", lambda r: r["training"]["cold_epoch_s"]),
         row("data wait share, DRD warm cache", lambda r: r["training"]["data_wait_share"]),
         row("one batch: DRD step, hybrid pass split by label [ms]", lambda r: r["step_breakdown"]["drd_step_split_ms"]),
