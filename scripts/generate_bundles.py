@@ -13,7 +13,10 @@ template, so a change to the shared wiring is made once, in the template, then::
 
 A new bundle of an existing kind is a new entry in ``bundles.yaml``; a new kind (segmentation)
 is a new template folder. Files of ``bundles/templates/shared/`` (``multi_gpu_train.yaml``) are
-rendered into every bundle whose template folder has no file of the same name.
+rendered into every bundle whose template folder has no file of the same name. Blocks that
+several kinds' files hold alike (an inference config's paths and model, its run sections) live
+once in ``bundles/templates/partials/<name>.yaml`` and are pulled in with ``{{> name}}`` on a
+line of its own; a partial may hold ``{{key}}`` values itself.
 """
 
 from __future__ import annotations
@@ -28,7 +31,21 @@ import yaml
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 TEMPLATES_DIR = BUNDLES_DIR / "templates"
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+PARTIAL = re.compile(r"^\{\{>\s*(\w+)\s*\}\}\n", re.MULTILINE)
 GENERATED_NOTE = "# Generated from bundles/templates/{template}/{file} by scripts/generate_bundles.py: edit the template, not this file.\n"
+
+
+def include_partials(text: str, partials_dir: Path, source: str) -> str:
+    """Replace every ``{{> name}}`` line of ``text`` by ``partials_dir/name.yaml`` (one level: partials do not nest)."""
+
+    def substitute(match: re.Match) -> str:
+        path = partials_dir / f"{match.group(1)}.yaml"
+        if not path.is_file():
+            raise KeyError(f"{source}: no partial {path.name} in bundles/templates/partials")
+        body = path.read_text()
+        return body if body.endswith("\n") else body + "\n"
+
+    return PARTIAL.sub(substitute, text)
 
 
 def render(text: str, values: dict, source: str) -> tuple[str, set[str]]:
@@ -57,7 +74,9 @@ def rendered_configs(bundles_dir: Path = BUNDLES_DIR) -> dict[Path, str]:
         shared = [p for p in sorted((bundles_dir / "templates" / "shared").glob("*.yaml")) if p.name not in {o.name for o in own}]
         for source in own + shared:
             folder = source.parent.name
-            text, keys = render(source.read_text(), values, f"templates/{folder}/{source.name}")
+            label = f"templates/{folder}/{source.name}"
+            text = include_partials(source.read_text(), bundles_dir / "templates" / "partials", label)
+            text, keys = render(text, values, label)
             used |= keys
             outputs[bundles_dir / name / "configs" / source.name] = GENERATED_NOTE.format(template=folder, file=source.name) + text
         unused = set(values) - used

@@ -93,3 +93,15 @@ def test_model_zoo_commands_find_the_copied_bundle(tmp_path):
     verify_net_in_out("network_def", meta_file=str(copy / "configs" / "metadata.json"),
                       config_file=str(copy / "configs" / "train.yaml"), dataset_dir=str(tmp_path / "data"))
     assert (tmp_path / "data").is_dir()
+
+
+def test_partials_render_into_every_kind_and_a_missing_one_is_an_error(tmp_path):
+    """A block the kinds share (bundles/templates/partials) is written once and lands in each kind's config."""
+    partial = (REPO / "bundles" / "templates" / "partials" / "inference_locations.yaml").read_text()
+    for bundle in BUNDLES:
+        assert partial in (REPO / "bundles" / bundle / "configs" / "inference.yaml").read_text(), bundle
+    copy = tmp_path / "bundles"
+    shutil.copytree(REPO / "bundles" / "templates", copy / "templates")
+    (copy / "templates" / "partials" / "inference_locations.yaml").unlink()
+    with pytest.raises(KeyError, match="inference_locations"):
+        generate_bundles.rendered_configs(copy)
