@@ -113,9 +113,9 @@ class DRDTrainer(RDTrainer):
     the CKA-only baseline, never reads it). ``hybrid_interval=k`` decodes the hybrid stages on
     one step in ``k`` (iterations 1, 1 + k, ...) and weighs the hybrid and KD terms ``k`` times on
     those steps, so that their average weight is DRD's; the stage CKA term runs on every step.
-    The hybrid pass is most of DRD's cost over the student's (``docs/PERFORMANCE.md``), so
-    ``k = 3`` brings a DRD epoch near 1.3x the student's; the per-epoch ``train_sup_hybrid`` and
-    ``train_kd`` averages then count the skipped steps as 0.
+    The hybrid pass is most of DRD's cost over the student's: ``k = 3`` takes a warm 3D DRD
+    epoch from 1.53x to 1.18x the student's (``docs/PERFORMANCE.md``). The per-epoch
+    ``train_sup_hybrid`` and ``train_kd`` averages then count the skipped steps as 0.
     """
 
     def __init__(self, *args: Any, loss_terms: tuple[str, ...] = DRD_LOSS_TERMS, hybrid_pass: bool = True,
