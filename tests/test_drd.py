@@ -282,7 +282,8 @@ def test_dicom_seg_frames_follow_each_source_image_geometry(tmp_path):
     np.testing.assert_array_equal(frames, expected)
 
 
-@pytest.mark.parametrize("method,hybrid", [("drd", True), ("kd", True), ("cka", False), ("student", False)])
+@pytest.mark.parametrize("method,hybrid", [("drd", True), ("kd", True), ("cka", False), ("student", False),
+                                           ("drd_hybrid_every_3", True)])
 def test_segmentation_overlays_ask_for_the_hybrid_pass_only_when_a_term_reads_it(method, hybrid):
     """The bundle decodes the hybrid stages only for hybrid / KD terms; CKA-only uses the parameter-free resizer."""
     from bundle_helpers import REPO
@@ -292,6 +293,7 @@ def test_segmentation_overlays_ask_for_the_hybrid_pass_only_when_a_term_reads_it
                REPO / "bundles" / "methods" / "segmentation" / f"{method}.yaml"]
     parser = ConfigParser(ConfigParser.load_config_files([str(c) for c in configs]))
     assert parser.get_parsed_content("train#trainer#hybrid_pass") is hybrid
+    assert parser.get_parsed_content("train#trainer#hybrid_interval") == (3 if method == "drd_hybrid_every_3" else 1)
     if method == "cka":
         assert parser.get("reprogrammer_def")["_target_"].endswith("StageResizer")
 

@@ -150,8 +150,8 @@ def _context_patches(image, labels, affine, x_range, patch, spatial_dims, counts
     start = 0
     for split, n in counts:
         for i, centre in enumerate(chosen[start : start + n]):
-            # padded index of the patch corner = centre - pad + pad
-            corner = (int(centre[0]), int(centre[1]), int(centre[2]) if spatial_dims == 3 else int(centre[2]))
+            # the corner in the padded volume is centre - pad + pad; in 2D the third index is the slice
+            corner = tuple(int(c) for c in centre)
             image_patch = _cut(padded_image, corner, patch, spatial_dims)
             label_patch = _cut(padded_labels, corner, patch, spatial_dims)
             world_corner = (corner[0] - pad, corner[1] - pad, corner[2] - pad if spatial_dims == 3 else corner[2])
