@@ -81,6 +81,27 @@ def test_drd_loss_terms_weights_and_detach():
     torch.testing.assert_close(zeroed["loss"], zeroed["sup_student"] + zeroed["cka"])
 
 
+def test_drd_loss_cka_stages_and_schedule():
+    s, h, y, lab, ss, ps = _batch([True, False, True, False])
+    fine = torch.randn(4, 5, 4, 4)
+    # two stages: the second is perfectly aligned (CKA 1), the first is not
+    stages, projected = [ss[0], fine], [ps[0], fine * 2.0]
+    both = DRDLoss(cka_grid=2)(s, h, y, lab, stages, projected)
+    first = DRDLoss(cka_grid=2, cka_stages=[0])(s, h, y, lab, stages, projected)
+    second = DRDLoss(cka_grid=2, cka_stages=[1])(s, h, y, lab, stages, projected)
+    assert second["cka"].abs() < 1e-5 and first["cka"] > 1e-3
+    torch.testing.assert_close(both["cka"], first["cka"] + second["cka"])
+    with pytest.raises(ValueError, match="only 2 stages"):
+        DRDLoss(cka_grid=2, cka_stages=[2])(s, h, y, lab, stages, projected)
+    with pytest.raises(ValueError, match="cka_stages"):
+        DRDLoss(cka_stages=[])
+    # schedule_cka: the CKA weight follows distill_scale with the hybrid and KD weights
+    loss = DRDLoss(cka_grid=2, cka_weight=2.0, schedule_cka=True)
+    loss.distill_scale = 0.25
+    t = loss(s, h, y, lab, ss, ps)
+    torch.testing.assert_close(t["loss"], t["sup_student"] + 0.25 * (t["sup_hybrid"] + t["kd"] + 2.0 * t["cka"]))
+
+
 def test_drd_loss_unlabelled_batch_and_perfect_alignment():
     s, h, y, _, ss, _ = _batch([False] * 4)
     terms = DRDLoss(cka_grid=2)(s, s.detach().clone(), y, torch.zeros(4, dtype=torch.bool), ss, [ss[0].detach() * 3.0])

@@ -39,7 +39,8 @@ class DRDLoss(nn.Module):
     CKA use every item (unlabelled ones included). ``a`` and ``b`` are ``hybrid_weight`` and
     ``kd_weight`` times ``distill_scale``, which a
     :class:`~rd_components.handlers.DistillationSchedule` in ``decay`` mode lowers linearly
-    from 1 to 0 over training, as DRD does; the CKA weight ``c`` stays constant.
+    from 1 to 0 over training, as DRD does; the CKA weight ``c`` stays constant unless
+    ``schedule_cka`` makes it follow ``distill_scale`` too.
 
     Args:
         hybrid_weight: weight of the hybrid branch's supervised term.
@@ -50,6 +51,12 @@ class DRDLoss(nn.Module):
         detach_teacher: hybrid logits and projected maps enter KD / CKA detached, so those terms
             move the student only (the hybrid branch learns from its supervised term).
         cka_unbiased: unbiased HSIC estimator in CKA.
+        cka_stages: positions in the stage lists that the CKA term aligns (``None``: all). The
+            hybrid pass still uses every projected stage; e.g. ``(0, 1)`` aligns only the two
+            finest distilled stages, whose local features a texture-trained teacher shares with
+            any segmentation task, and leaves the coarse ones free to encode position.
+        schedule_cka: the CKA weight follows ``distill_scale`` as the hybrid and KD weights do
+            (with ``decay``: the stage alignment guides early training and is gone at the end).
 
     Shapes:
         ``student_logits``, ``hybrid_logits``: ``(B, K, *spatial)``; ``labels``: ``(B, 1, *spatial)``
@@ -67,6 +74,8 @@ class DRDLoss(nn.Module):
         cka_grid: int = 4,
         detach_teacher: bool = True,
         cka_unbiased: bool = False,
+        cka_stages: Sequence[int] | None = None,
+        schedule_cka: bool = False,
     ) -> None:
         super().__init__()
         if min(hybrid_weight, kd_weight, cka_weight) < 0:
@@ -75,6 +84,10 @@ class DRDLoss(nn.Module):
             raise ValueError(f"DRDLoss: cka_grid must be >= 1, got {cka_grid}.")
         self.hybrid_weight, self.kd_weight, self.cka_weight = float(hybrid_weight), float(kd_weight), float(cka_weight)
         self.cka_grid = int(cka_grid)
+        self.cka_stages = None if cka_stages is None else tuple(int(i) for i in cka_stages)
+        if self.cka_stages is not None and (not self.cka_stages or min(self.cka_stages) < 0):
+            raise ValueError(f"DRDLoss: cka_stages must be non-empty stage positions >= 0, got {cka_stages!r}.")
+        self.schedule_cka = bool(schedule_cka)
         self.detach_teacher = bool(detach_teacher)
         self.distill_scale = 1.0  # set per iteration by DistillationSchedule
         self.supervised = DiceCELoss(to_onehot_y=True, softmax=True)
@@ -119,22 +132,27 @@ class DRDLoss(nn.Module):
             target = hybrid_logits.detach() if self.detach_teacher else hybrid_logits
             terms["kd"] = self.kd(student_logits, target)
         if student_stages and student_logits.shape[0] * self.cka_grid >= self.cka.min_batch_size:
+            positions = range(len(student_stages)) if self.cka_stages is None else self.cka_stages
+            if max(positions) >= len(student_stages):
+                raise ValueError(f"DRDLoss: cka_stages {self.cka_stages} but only {len(student_stages)} stages.")
             stage_terms = []
-            for s_map, p_map in zip(student_stages, projected_stages):
+            for s_map, p_map in ((student_stages[i], projected_stages[i]) for i in positions):
                 if s_map.shape[0] != p_map.shape[0] or s_map.shape[2:] != p_map.shape[2:]:
                     raise ValueError(f"DRDLoss: stage maps {tuple(s_map.shape)} and {tuple(p_map.shape)} do not align.")
                 p_map = p_map.detach() if self.detach_teacher else p_map
                 stage_terms.append(self.cka(grid_samples(s_map, self.cka_grid), grid_samples(p_map, self.cka_grid)))
             terms["cka"] = torch.stack(stage_terms).sum()
         scale = self.distill_scale * float(hybrid_scale)
+        cka_scale = self.distill_scale if self.schedule_cka else 1.0
         terms["loss"] = (
             terms["sup_student"]
             + self.hybrid_weight * scale * terms["sup_hybrid"]
             + self.kd_weight * scale * terms["kd"]
-            + self.cka_weight * terms["cka"]
+            + self.cka_weight * cka_scale * terms["cka"]
         )
         return terms
 
     def extra_repr(self) -> str:
         return (f"hybrid_weight={self.hybrid_weight}, kd_weight={self.kd_weight}, cka_weight={self.cka_weight}, "
-                f"cka_grid={self.cka_grid}, detach_teacher={self.detach_teacher}")
+                f"cka_grid={self.cka_grid}, cka_stages={self.cka_stages}, schedule_cka={self.schedule_cka}, "
+                f"detach_teacher={self.detach_teacher}")
