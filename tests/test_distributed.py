@@ -46,7 +46,11 @@ def test_torchrun_two_cpu_processes(tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_two_cpu_processes_segmentation(tmp_path):
-    """DRD under torchrun: both ranks train in DDP (the hybrid pass split by label included), rank 0 alone logs and exports."""
+    """DRD under torchrun: both ranks train in DDP (the hybrid pass split by label included), rank 0 alone logs and exports.
+
+    ``hybrid_interval 2``: steps without the hybrid pass alternate with steps that run it, and DDP
+    (``find_unused_parameters=False``) must still see a gradient for every projector parameter."""
     run = _torchrun_bundle(tmp_path, "rd_segmentation_2d", "ddp_seg", "val_mean_dice", "--dataset_dir", str(tmp_path / "data"),
-                           "--patch_size", "32", "--num_train_patches", "16", "--label_fraction", "0.5")
+                           "--patch_size", "32", "--num_train_patches", "16", "--label_fraction", "0.5",
+                           "--hybrid_interval", "2")
     assert run.data.metrics["train_sup_hybrid"] > 0  # the hybrid pass trained on both ranks' labelled items

@@ -34,7 +34,8 @@ class DRDBranches(nn.Module):
         ``hybrid_grad`` ``(B,)`` bool or ``None`` -> dict with ``student_logits (B, K, *spatial)``,
         ``student_stages`` (the distilled stages) and, with a teacher, ``teacher_logits`` (the
         hybrid logits) and ``projected_stages``. ``decode_hybrid=False`` skips the hybrid pass for
-        this call (no ``teacher_logits``).
+        this call (no ``teacher_logits``; a 0-dim zero ``graph_anchor`` that ties the projectors
+        into the loss's graph instead).
 
     ``hybrid_grad`` marks the items whose hybrid logits need gradients; the others are decoded
     without autograd (no graph kept, no backward). The trainer passes the labelled items when
@@ -64,6 +65,11 @@ class DRDBranches(nn.Module):
                 for index, p in zip(distilled, projected):
                     hybrid[index] = p  # the finest stage (stride 1) has no teacher counterpart: the student's own
                 out["teacher_logits"] = self._decode_hybrid(hybrid, hybrid_grad)
+            elif self.hybrid:
+                # a step without the hybrid pass uses the projections only detached (CKA): a zero
+                # term keeps every projector parameter in the graph, as DDP
+                # (find_unused_parameters=False) requires of each step
+                out["graph_anchor"] = torch.stack([p.sum() for p in projected]).sum() * 0.0
             out["projected_stages"] = projected
         return out
 
@@ -153,7 +159,7 @@ class DRDTrainer(RDTrainer):
     def compute_loss(self, outputs: dict[str, Any], targets: torch.Tensor) -> dict[str, torch.Tensor]:
         labels = targets.long()
         labeled = labeled_mask(labels)
-        return self.loss_function(
+        terms = self.loss_function(
             outputs["student_logits"],
             outputs.get("teacher_logits"),
             labels.clamp_min(0),  # hidden (-1) maps are masked out of the supervised terms by `labeled`
@@ -162,3 +168,6 @@ class DRDTrainer(RDTrainer):
             outputs.get("projected_stages", ()),
             hybrid_scale=float(self.hybrid_interval) if "teacher_logits" in outputs else 1.0,
         )
+        if "graph_anchor" in outputs:
+            terms["loss"] = terms["loss"] + outputs["graph_anchor"]
+        return terms
