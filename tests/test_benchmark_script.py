@@ -47,14 +47,14 @@ def test_segmentation_benchmark_times_the_bundle_drd_and_student(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "benchmark_seg2d.json").read_text())
     assert report["kind"] == "segmentation" and report["drd_cache_ratio"] > 0
-    assert report["drd_hybrid_every_3_cache_ratio"] > 0
+    assert report["drd_hybrid_every_3_cache_ratio"] > 0 and report["drd_every_3_cache_ratio"] > 0
     settings = report["settings"]
     assert settings["config"] == "bundles/rd_segmentation_2d/configs/train.yaml" and settings["label_fraction"] == 0.1
     assert settings["n_train"] == 16 and settings["steps_per_epoch"] == 1
     assert report["step_breakdown"]["drd_step_split_ms"] > 0 and report["step_breakdown"]["drd_step_hybrid_full_ms"] > 0
-    assert set(report["bars"]) == {"drd_cache_ratio", "drd_hybrid_every_3_cache_ratio"}
+    assert set(report["bars"]) == {"drd_cache_ratio", "drd_hybrid_every_3_cache_ratio", "drd_every_3_cache_ratio"}
     markdown = (tmp_path / "out" / "benchmark.md").read_text()
-    assert "`drd_cache_ratio`" in markdown and "`drd_hybrid_every_3_cache_ratio`" in markdown
+    assert "`drd_cache_ratio`" in markdown and "`drd_hybrid_every_3_cache_ratio`" in markdown and "`drd_every_3_cache_ratio`" in markdown
 
 
 def test_bars_come_from_bars_yaml(tmp_path, monkeypatch):

@@ -304,7 +304,7 @@ def test_dicom_seg_frames_follow_each_source_image_geometry(tmp_path):
 
 
 @pytest.mark.parametrize("method,hybrid", [("drd", True), ("kd", True), ("cka", False), ("student", False),
-                                           ("drd_hybrid_every_3", True)])
+                                           ("drd_hybrid_every_3", True), ("drd_every_3", True)])
 def test_segmentation_overlays_ask_for_the_hybrid_pass_only_when_a_term_reads_it(method, hybrid):
     """The bundle decodes the hybrid stages only for hybrid / KD terms; CKA-only uses the parameter-free resizer."""
     from bundle_helpers import REPO
@@ -314,7 +314,8 @@ def test_segmentation_overlays_ask_for_the_hybrid_pass_only_when_a_term_reads_it
                REPO / "bundles" / "methods" / "segmentation" / f"{method}.yaml"]
     parser = ConfigParser(ConfigParser.load_config_files([str(c) for c in configs]))
     assert parser.get_parsed_content("train#trainer#hybrid_pass") is hybrid
-    assert parser.get_parsed_content("train#trainer#hybrid_interval") == (3 if method == "drd_hybrid_every_3" else 1)
+    assert parser.get_parsed_content("train#trainer#hybrid_interval") == (3 if "every_3" in method else 1)
+    assert parser.get_parsed_content("train#trainer#cka_interval") == (3 if method == "drd_every_3" else 1)
     if method == "cka":
         assert parser.get("reprogrammer_def")["_target_"].endswith("StageResizer")
 
@@ -355,3 +356,38 @@ def test_hybrid_interval_decodes_one_step_in_k_and_scales_its_terms():
     with pytest.raises(ValueError, match="hybrid_interval"):
         DRDTrainer("cpu", 1, loader, student, optimizer, loss, reprogrammer=rep, teacher=_ToyStageTeacher(),
                    hybrid_interval=0)
+
+
+def test_cka_interval_aligns_one_step_in_k_and_skips_the_teacher_on_steps_without_terms():
+    """hybrid_interval=2, cka_interval=3 over six steps: hybrid on 1, 3, 5 (2x), CKA on 1, 4 (3x); steps 2 and 6
+    carry no teacher term, read no stage maps and still keep the projectors in the graph (a zero term)."""
+    from ignite.engine import Events
+
+    from rd_components.engines import DRDTrainer
+
+    torch.manual_seed(0)
+    images = torch.rand(8, 1, 32, 32)
+    labels = (images > 0.5).long()
+    labels[4:] = -1
+    loader = [{"image": images, "label": labels}] * 6
+    student = SegmentationStudent(2, 1, 2, features=FEATURES)
+    rep = DeepReprogrammer(2, (6, 6, 8, 8), student.stage_channels[1:])
+    optimizer = torch.optim.SGD([*student.parameters(), *rep.parameters()], lr=0.0)
+    teacher = _ToyStageTeacher()
+    calls = []
+    teacher.register_forward_pre_hook(lambda *_: calls.append(1))  # forward: the source's non-stage path
+    original = teacher.stage_features
+    teacher.stage_features = lambda x: (calls.append(1), original(x))[1]
+    trainer = DRDTrainer("cpu", 1, loader, student, optimizer, DRDLoss(cka_grid=2), reprogrammer=rep, teacher=teacher,
+                         hybrid_interval=2, cka_interval=3)
+    steps = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: steps.append(
+        {k: float(e.state.output[0][k]) for k in ("loss", "sup_student", "sup_hybrid", "kd", "cka")}))
+    trainer.run()
+    assert [s["sup_hybrid"] > 0 for s in steps] == [True, False, True, False, True, False]
+    assert [s["cka"] > 0 for s in steps] == [True, False, False, True, False, False]
+    for s in steps:
+        assert s["loss"] == pytest.approx(s["sup_student"] + 2 * (s["sup_hybrid"] + s["kd"]) + 3 * s["cka"], rel=1e-5)
+    assert len(calls) == 4  # stage maps read on steps 1, 3, 4, 5 only
+    with pytest.raises(ValueError, match="cka_interval"):
+        DRDTrainer("cpu", 1, loader, student, optimizer, DRDLoss(), reprogrammer=rep, teacher=teacher, cka_interval=0)

@@ -35,7 +35,7 @@ class DRDBranches(nn.Module):
         ``student_stages`` (the distilled stages) and, with a teacher, ``teacher_logits`` (the
         hybrid logits) and ``projected_stages``. ``decode_hybrid=False`` skips the hybrid pass for
         this call (no ``teacher_logits``; a 0-dim zero ``graph_anchor`` that ties the projectors
-        into the loss's graph instead).
+        into the loss's graph instead); ``teacher_stages=None`` skips the projections as well.
 
     ``hybrid_grad`` marks the items whose hybrid logits need gradients; the others are decoded
     without autograd (no graph kept, no backward). The trainer passes the labelled items when
@@ -58,6 +58,10 @@ class DRDBranches(nn.Module):
         distilled = list(self.student.distilled_stages)
         out: dict[str, Any] = {"student_logits": self.student.decode(stages),
                                "student_stages": [stages[i] for i in distilled]}
+        if self.reprogrammer is not None and teacher_stages is None:
+            # a step without any teacher term (DRDTrainer's intervals): a zero term keeps the
+            # projectors in the loss's graph, as DDP (find_unused_parameters=False) requires
+            out["graph_anchor"] = sum((p.sum() for p in self.reprogrammer.parameters()), images.new_zeros(())) * 0.0
         if self.reprogrammer is not None and teacher_stages is not None:
             projected = self.reprogrammer(teacher_stages, [tuple(stages[i].shape[2:]) for i in distilled])
             if self.hybrid and decode_hybrid:
@@ -122,14 +126,21 @@ class DRDTrainer(RDTrainer):
     The hybrid pass is most of DRD's cost over the student's: ``k = 3`` takes a warm 3D DRD
     epoch from 1.53x to 1.18x the student's (``docs/PERFORMANCE.md``). The per-epoch
     ``train_sup_hybrid`` and ``train_kd`` averages then count the skipped steps as 0.
+
+    ``cka_interval=k`` does the same for the stage CKA term (iterations 1, 1 + k, ..., weighed
+    ``k`` times). A step with neither term reads no teacher stage maps and projects nothing: it
+    costs what a step of the student alone costs. In 2D, where the projections and CKA are a
+    larger share of DRD's extra cost, both intervals at 3 are what brings DRD under 1.3x.
     """
 
     def __init__(self, *args: Any, loss_terms: tuple[str, ...] = DRD_LOSS_TERMS, hybrid_pass: bool = True,
-                 hybrid_interval: int = 1, **kwargs: Any) -> None:
-        if int(hybrid_interval) < 1:
-            raise ValueError(f"DRDTrainer: hybrid_interval must be >= 1, got {hybrid_interval!r}")
+                 hybrid_interval: int = 1, cka_interval: int = 1, **kwargs: Any) -> None:
+        for name, value in (("hybrid_interval", hybrid_interval), ("cka_interval", cka_interval)):
+            if int(value) < 1:
+                raise ValueError(f"DRDTrainer: {name} must be >= 1, got {value!r}")
         self.hybrid_pass = bool(hybrid_pass)  # read by make_branches, which RDTrainer.__init__ calls
         self.hybrid_interval = int(hybrid_interval)
+        self.cka_interval = int(cka_interval)
         teacher = kwargs.get("teacher")
         if teacher is not None and not isinstance(teacher, TeacherFeatureSource):
             kwargs["teacher"] = TeacherFeatureSource(teacher, stages=True)
@@ -140,9 +151,11 @@ class DRDTrainer(RDTrainer):
             raise ValueError(f"DRDTrainer: network must be a SegmentationStudent, got {type(network).__name__}")
         return DRDBranches(network, reprogrammer, hybrid=self.hybrid_pass)
 
-    def teacher_inputs(self, inputs: torch.Tensor, batchdata: dict[str, Any]) -> list[torch.Tensor]:
+    def teacher_inputs(self, inputs: torch.Tensor, batchdata: dict[str, Any]) -> list[torch.Tensor] | None:
         if not self.teacher_source.stages:
             raise ValueError("DRDTrainer: the teacher source must give stage features (TeacherFeatureSource(stages=True))")
+        if not (self.decodes_hybrid() or self.aligns_stages()):
+            return None  # no teacher term on this step: the stage maps are not even read
         with torch.no_grad():
             stages = self.teacher_source(inputs, batchdata)
         return [convert_to_tensor(s, track_meta=False) for s in stages]
@@ -150,6 +163,10 @@ class DRDTrainer(RDTrainer):
     def decodes_hybrid(self) -> bool:
         """Whether this iteration (1-based ``state.iteration``) runs the hybrid pass."""
         return self.hybrid_pass and (self.state.iteration - 1) % self.hybrid_interval == 0
+
+    def aligns_stages(self) -> bool:
+        """Whether this iteration (1-based ``state.iteration``) computes the stage CKA term."""
+        return (self.state.iteration - 1) % self.cka_interval == 0
 
     def branch_arguments(self, images: torch.Tensor, teacher_features: Any, targets: torch.Tensor) -> tuple:
         # with detached KD targets only the labelled items' hybrid logits need gradients (DRDBranches)
@@ -159,14 +176,16 @@ class DRDTrainer(RDTrainer):
     def compute_loss(self, outputs: dict[str, Any], targets: torch.Tensor) -> dict[str, torch.Tensor]:
         labels = targets.long()
         labeled = labeled_mask(labels)
+        aligned = "projected_stages" in outputs and self.aligns_stages()
         terms = self.loss_function(
             outputs["student_logits"],
             outputs.get("teacher_logits"),
             labels.clamp_min(0),  # hidden (-1) maps are masked out of the supervised terms by `labeled`
             labeled,
-            outputs["student_stages"] if "projected_stages" in outputs else (),
-            outputs.get("projected_stages", ()),
+            outputs["student_stages"] if aligned else (),
+            outputs["projected_stages"] if aligned else (),
             hybrid_scale=float(self.hybrid_interval) if "teacher_logits" in outputs else 1.0,
+            cka_scale=float(self.cka_interval) if aligned else 1.0,
         )
         if "graph_anchor" in outputs:
             terms["loss"] = terms["loss"] + outputs["graph_anchor"]

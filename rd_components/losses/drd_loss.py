@@ -108,12 +108,14 @@ class DRDLoss(nn.Module):
         student_stages: Sequence[torch.Tensor] = (),
         projected_stages: Sequence[torch.Tensor] = (),
         hybrid_scale: float = 1.0,
+        cka_scale: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         """The loss and its terms (see the class docstring for shapes).
 
         ``hybrid_scale`` multiplies the hybrid and KD weights of this call: a trainer that decodes
         the hybrid stages on one step in ``k`` passes ``k``, so that the two terms keep their
         weights on average over the steps (an unbiased estimate of the every-step loss).
+        ``cka_scale`` does the same for the CKA weight.
         """
         if labels.ndim != student_logits.ndim or labels.shape[1] != 1 or labels.shape[2:] != student_logits.shape[2:]:
             raise ValueError(
@@ -143,7 +145,7 @@ class DRDLoss(nn.Module):
                 stage_terms.append(self.cka(grid_samples(s_map, self.cka_grid), grid_samples(p_map, self.cka_grid)))
             terms["cka"] = torch.stack(stage_terms).sum()
         scale = self.distill_scale * float(hybrid_scale)
-        cka_scale = self.distill_scale if self.schedule_cka else 1.0
+        cka_scale = float(cka_scale) * (self.distill_scale if self.schedule_cka else 1.0)
         terms["loss"] = (
             terms["sup_student"]
             + self.hybrid_weight * scale * terms["sup_hybrid"]

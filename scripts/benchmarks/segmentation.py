@@ -5,9 +5,10 @@ student alone: ``bundles/methods/segmentation/student.yaml`` merged on top), on 
 segmentation task with ``n_train`` training patches at the bundle's label fraction, with the
 benchmark overrides of :func:`~benchmarks.setup.configure` (no validation, export or MLflow in
 the timed epochs). The DRD configuration's first epoch fills its stage-feature cache (the cold
-epoch, reported); then the student, DRD and DRD with the hybrid pass on one step in three
-(``methods/segmentation/drd_hybrid_every_3.yaml``, same cache) run ``repeats`` epochs
-round-robin.
+epoch, reported); then the student, DRD and its cheaper variants (same cache) run ``repeats``
+epochs round-robin: the hybrid pass on one step in three
+(``methods/segmentation/drd_hybrid_every_3.yaml``), and every teacher term on one step in three
+(``methods/segmentation/drd_every_3.yaml``).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from .machine import load_average, machine_info
 from .setup import configure, instantiate, read_config
 from .timing import EpochTimer, summary, synchronize
 
-#: the DRD variant with the hybrid pass on one step in three (its own ratio and bar)
-SPARSE = "drd_hybrid_every_3"
+#: the DRD variants that run some teacher terms on one step in three (each with its own ratio and bar)
+SPARSE_VARIANTS = ("drd_hybrid_every_3", "drd_every_3")
 
 
 def segmentation_parser(bundle: str, method: str | None, data_root: Path, n_train: int | None, work: Path, *,
@@ -98,9 +99,10 @@ def run_segmentation_bundle(bundle: str, args: argparse.Namespace, data_root: Pa
                                                    label_fraction=label_fraction, cache_dir=None)),
         "drd_cached": instantiate(segmentation_parser(bundle, None, data_root, n_train, work / "drd",
                                                       label_fraction=label_fraction, cache_dir=work / "cache")),
-        # built after DRD, whose cold first epoch fills the cache both read
-        SPARSE: instantiate(segmentation_parser(bundle, SPARSE, data_root, n_train, work / SPARSE,
-                                                label_fraction=label_fraction, cache_dir=work / "cache")),
+        # built after DRD, whose cold first epoch fills the cache they all read
+        **{variant: instantiate(segmentation_parser(bundle, variant, data_root, n_train, work / variant,
+                                                    label_fraction=label_fraction, cache_dir=work / "cache"))
+           for variant in SPARSE_VARIANTS},
     }
     value = parts["drd_cached"].parser.get_parsed_content
     loader = parts["drd_cached"].trainer.data_loader
@@ -114,7 +116,7 @@ def run_segmentation_bundle(bundle: str, args: argparse.Namespace, data_root: Pa
     }
     print(f"[{bundle}] {settings['teacher']} -> {settings['student']}, patch {settings['patch_size']}, "
           f"{settings['n_train']} items at {label_fraction:g} labels, batch {settings['batch_size']}, "
-          f"{settings['steps_per_epoch']} steps/epoch; epochs: student alone, DRD and {SPARSE} warm cache x {args.repeats}", flush=True)
+          f"{settings['steps_per_epoch']} steps/epoch; epochs: student alone, DRD and {', '.join(SPARSE_VARIANTS)} warm cache x {args.repeats}", flush=True)
     cuda = settings["device"].startswith("cuda")
     timers = {name: EpochTimer(p.trainer, cuda) for name, p in parts.items()}
     for p in parts.values():  # warm-up; DRD's is the cold epoch that fills the stage cache
@@ -131,7 +133,7 @@ def run_segmentation_bundle(bundle: str, args: argparse.Namespace, data_root: Pa
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {**machine, "load_average_end": load_average()}, "settings": settings,
         "drd_cache_ratio": med["drd_cached"] / med["student"],
-        f"{SPARSE}_cache_ratio": med[SPARSE] / med["student"],
+        **{f"{variant}_cache_ratio": med[variant] / med["student"] for variant in SPARSE_VARIANTS},
         "training": {"epoch_s": {name: summary(v) for name, v in epochs.items()},
                      "cold_epoch_s": timers["drd_cached"].epochs[0],
                      "data_wait_share": sum(timers["drd_cached"].waits[1:]) / sum(timers["drd_cached"].epochs[1:])},
