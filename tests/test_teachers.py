@@ -258,3 +258,21 @@ def test_weight_shards_are_joined_once_when_processes_start_together(tmp_path):
     assert {out.strip() for out, _ in outputs} == {str(tmp_path / "astra_encoder.pt")}
     assert (tmp_path / "astra_encoder.pt").stat().st_size == 235318802
     assert not (tmp_path / "astra_encoder.pt.part").exists()
+
+
+def test_native_spacing_args_upsample_coarse_patches_to_the_teachers_training_resolution():
+    from rd_components.foundation import I3ResNetTeacher, native_spacing_args
+
+    assert I3ResNetTeacher.native_spacing == (1.5, 1.5, 3.0)  # Merlin resamples its CTs to 1.5 x 1.5 x 3 mm
+    # a 3 mm cube spans twice Merlin's in-plane voxels and as many slices: 64 x 64 x 32
+    assert native_spacing_args("i3resnet152", 32, [3.0, 3.0, 3.0]) == {"min_size": [64, 64, 32]}
+    # a 1 mm cube is finer than native: never downsampled, the default floor (32, 32, 16) stays
+    assert native_spacing_args("i3resnet152", 32, [1.0, 1.0, 1.0]) == {"min_size": [32, 32, 16]}
+    assert native_spacing_args("i3resnet152", [40, 32, 20], [3.0, 1.5, 6.0]) == {"min_size": [80, 32, 40]}
+    # teachers without a native spacing (ImageNet, user networks) are left alone
+    assert native_spacing_args("efficientnet_lite0", 64, [1.0, 1.0, 0.0]) == {}
+    assert native_spacing_args("monai:DenseNet121", 32, [1.0, 1.0, 1.0]) == {}
+    with pytest.raises(ValueError, match="positive voxel sizes"):
+        native_spacing_args("i3resnet152", 32, [1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="unknown teacher"):
+        native_spacing_args("no_such_teacher", 32, [1.0, 1.0, 1.0])

@@ -174,6 +174,9 @@ class I3ResNetTeacher(FrozenTeacher):
         check_range: see :class:`FrozenTeacher`.
     """
 
+    #: voxel size (mm, ``(X, Y, Z)``) of Merlin's training CTs: they are resampled to 1.5 x 1.5 x 3 mm
+    native_spacing: tuple[float, ...] = (1.5, 1.5, 3.0)
+
     def __init__(
         self,
         name: str = "i3resnet152",

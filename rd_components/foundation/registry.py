@@ -6,7 +6,9 @@ Names: the registered ones (:func:`list_teachers`) plus two open families,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+import inspect
+import math
 from typing import Any
 
 from .base import FrozenTeacher
@@ -15,7 +17,7 @@ from .generic import MonaiTeacher, TorchScriptTeacher
 from .i3resnet import I3ResNetTeacher
 
 __all__ = ["UnknownTeacherError", "register_teacher", "list_teachers", "create_teacher", "check_teacher_name",
-           "TEACHER_PREFIXES"]
+           "TEACHER_PREFIXES", "native_spacing_args"]
 
 TeacherFactory = Callable[..., FrozenTeacher]
 
@@ -101,3 +103,34 @@ def _lite(variant: str) -> TeacherFactory:
 for _variant in LITE_VARIANTS:
     register_teacher(_variant, _lite(_variant))
 register_teacher("i3resnet152", I3ResNetTeacher)
+
+
+def native_spacing_args(name: str, patch_size: int | Sequence[int], voxel_size: Sequence[float]) -> dict[str, Any]:
+    """Constructor arguments that let teacher ``name`` see a patch at (at least) its training resolution.
+
+    A teacher class with a ``native_spacing`` (mm per axis, e.g. Merlin's 1.5 x 1.5 x 3 mm for
+    ``i3resnet152``) and a ``min_size`` argument gets ``{"min_size": [...]}``: per axis, the
+    larger of its default ``min_size`` and the patch's extent in native voxels, ``ceil(patch *
+    voxel / native)``. A 32^3 cube of 3 mm voxels thus reaches the trunk as 64 x 64 x 32 (the
+    anatomy at the scale the teacher learned), while a 1 mm cube keeps the default (a teacher is
+    never fed a downsampled patch). Any other teacher gets ``{}``.
+
+    Args:
+        name: a teacher name (:func:`create_teacher`).
+        patch_size: the training patch, an int (every axis) or one size per axis.
+        voxel_size: the training images' voxel size in mm, per axis (extra entries, such as the
+            0 slice spacing :func:`~rd_components.data.training_voxel_size` gives 2D patches, ignored).
+    """
+    check_teacher_name(name)
+    factory = next((f for prefix, f in TEACHER_PREFIXES.items() if name.startswith(prefix)), None) or _REGISTRY[name]
+    native = getattr(factory, "native_spacing", None)
+    if native is None or "min_size" not in inspect.signature(factory).parameters:
+        return {}
+    default = inspect.signature(factory).parameters["min_size"].default
+    dims = len(native)
+    sizes = [int(patch_size)] * dims if isinstance(patch_size, int) else [int(p) for p in patch_size]
+    if len(sizes) != dims or len(voxel_size) < dims or any(v <= 0 for v in list(voxel_size)[:dims]):
+        raise ValueError(f"native_spacing_args: {name} needs {dims} patch sizes and positive voxel sizes, "
+                         f"got patch {patch_size!r}, voxels {list(voxel_size)!r}")
+    return {"min_size": [max(int(d), math.ceil(p * float(v) / n - 1e-6))
+                         for d, p, v, n in zip(default, sizes, voxel_size, native)]}
