@@ -53,8 +53,7 @@ class DRDLoss(nn.Module):
         cka_unbiased: unbiased HSIC estimator in CKA.
         cka_stages: positions in the stage lists that the CKA term aligns (``None``: all). The
             hybrid pass still uses every projected stage; e.g. ``(0, 1)`` aligns only the two
-            finest distilled stages, whose local features a texture-trained teacher shares with
-            any segmentation task, and leaves the coarse ones free to encode position.
+            finest distilled stages.
         schedule_cka: the CKA weight follows ``distill_scale`` as the hybrid and KD weights do
             (with ``decay``: the stage alignment guides early training and is gone at the end).
 
