@@ -320,6 +320,18 @@ def test_segmentation_overlays_ask_for_the_hybrid_pass_only_when_a_term_reads_it
         assert parser.get("reprogrammer_def")["_target_"].endswith("StageResizer")
 
 
+def _six_fixed_steps():
+    """Six identical batches (half unlabelled), a student and projectors that never move (lr 0): per-step terms comparable."""
+    torch.manual_seed(0)
+    images = torch.rand(8, 1, 32, 32)
+    labels = (images > 0.5).long()
+    labels[4:] = -1
+    student = SegmentationStudent(2, 1, 2, features=FEATURES)
+    rep = DeepReprogrammer(2, (6, 6, 8, 8), student.stage_channels[1:])
+    optimizer = torch.optim.SGD([*student.parameters(), *rep.parameters()], lr=0.0)
+    return [{"image": images, "label": labels}] * 6, student, rep, optimizer
+
+
 def test_hybrid_interval_decodes_one_step_in_k_and_scales_its_terms():
     """hybrid_interval=3: hybrid decoding on iterations 1, 4, ...; on those steps the hybrid and KD
     terms weigh 3x (their average weight stays DRD's); CKA runs on every step."""
@@ -327,14 +339,7 @@ def test_hybrid_interval_decodes_one_step_in_k_and_scales_its_terms():
 
     from rd_components.engines import DRDTrainer
 
-    torch.manual_seed(0)
-    images = torch.rand(8, 1, 32, 32)
-    labels = (images > 0.5).long()
-    labels[4:] = -1
-    loader = [{"image": images, "label": labels}] * 6
-    student = SegmentationStudent(2, 1, 2, features=FEATURES)
-    rep = DeepReprogrammer(2, (6, 6, 8, 8), student.stage_channels[1:])
-    optimizer = torch.optim.SGD([*student.parameters(), *rep.parameters()], lr=0.0)  # fixed weights: terms comparable
+    loader, student, rep, optimizer = _six_fixed_steps()
     loss = DRDLoss(cka_grid=2)
     trainer = DRDTrainer("cpu", 1, loader, student, optimizer, loss, reprogrammer=rep, teacher=_ToyStageTeacher(),
                          hybrid_interval=3)
@@ -365,14 +370,7 @@ def test_cka_interval_aligns_one_step_in_k_and_skips_the_teacher_on_steps_withou
 
     from rd_components.engines import DRDTrainer
 
-    torch.manual_seed(0)
-    images = torch.rand(8, 1, 32, 32)
-    labels = (images > 0.5).long()
-    labels[4:] = -1
-    loader = [{"image": images, "label": labels}] * 6
-    student = SegmentationStudent(2, 1, 2, features=FEATURES)
-    rep = DeepReprogrammer(2, (6, 6, 8, 8), student.stage_channels[1:])
-    optimizer = torch.optim.SGD([*student.parameters(), *rep.parameters()], lr=0.0)
+    loader, student, rep, optimizer = _six_fixed_steps()
     teacher = _ToyStageTeacher()
     calls = []
     teacher.register_forward_pre_hook(lambda *_: calls.append(1))  # forward: the source's non-stage path
