@@ -48,9 +48,10 @@ def test_torchrun_two_cpu_processes(tmp_path):
 def test_torchrun_two_cpu_processes_segmentation(tmp_path):
     """DRD under torchrun: both ranks train in DDP (the hybrid pass split by label included), rank 0 alone logs and exports.
 
-    ``hybrid_interval 2``: steps without the hybrid pass alternate with steps that run it, and DDP
-    (``find_unused_parameters=False``) must still see a gradient for every projector parameter."""
+    ``hybrid_interval 2``, ``cka_interval 3``: over the 4 steps, both teacher terms, none (no stage maps read),
+    the hybrid pass only, CKA only; DDP (``find_unused_parameters=False``) must see a gradient for every
+    projector parameter on each."""
     run = _torchrun_bundle(tmp_path, "rd_segmentation_2d", "ddp_seg", "val_mean_dice", "--dataset_dir", str(tmp_path / "data"),
                            "--patch_size", "32", "--num_train_patches", "16", "--label_fraction", "0.5",
-                           "--hybrid_interval", "2")
+                           "--hybrid_interval", "2", "--cka_interval", "3")
     assert run.data.metrics["train_sup_hybrid"] > 0  # the hybrid pass trained on both ranks' labelled items

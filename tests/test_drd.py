@@ -93,8 +93,9 @@ def test_drd_loss_cka_stages_and_schedule():
     torch.testing.assert_close(both["cka"], first["cka"] + second["cka"])
     with pytest.raises(ValueError, match="only 2 stages"):
         DRDLoss(cka_grid=2, cka_stages=[2])(s, h, y, lab, stages, projected)
-    with pytest.raises(ValueError, match="cka_stages"):
-        DRDLoss(cka_stages=[])
+    for bad in ([], [0, 0], [-1]):
+        with pytest.raises(ValueError, match="cka_stages"):
+            DRDLoss(cka_stages=bad)
     # schedule_cka: the CKA weight follows distill_scale with the hybrid and KD weights
     loss = DRDLoss(cka_grid=2, cka_weight=2.0, schedule_cka=True)
     loss.distill_scale = 0.25
@@ -373,7 +374,6 @@ def test_cka_interval_aligns_one_step_in_k_and_skips_the_teacher_on_steps_withou
     loader, student, rep, optimizer = _six_fixed_steps()
     teacher = _ToyStageTeacher()
     calls = []
-    teacher.register_forward_pre_hook(lambda *_: calls.append(1))  # forward: the source's non-stage path
     original = teacher.stage_features
     teacher.stage_features = lambda x: (calls.append(1), original(x))[1]
     trainer = DRDTrainer("cpu", 1, loader, student, optimizer, DRDLoss(cka_grid=2), reprogrammer=rep, teacher=teacher,
@@ -387,5 +387,12 @@ def test_cka_interval_aligns_one_step_in_k_and_skips_the_teacher_on_steps_withou
     for s in steps:
         assert s["loss"] == pytest.approx(s["sup_student"] + 2 * (s["sup_hybrid"] + s["kd"]) + 3 * s["cka"], rel=1e-5)
     assert len(calls) == 4  # stage maps read on steps 1, 3, 4, 5 only
+    # a step with no teacher term (or without the hybrid pass) still reaches every projector parameter, as DDP needs
+    branches = trainer.branches
+    for stages, decode in ((None, False), (teacher.stage_features(loader[0]["image"]), False)):
+        out = branches(loader[0]["image"], stages, None, decode)
+        assert "teacher_logits" not in out
+        grads = torch.autograd.grad(out["graph_anchor"] + out["student_logits"].sum(), list(rep.parameters()))
+        assert all(g is not None and float(g.abs().sum()) == 0.0 for g in grads)
     with pytest.raises(ValueError, match="cka_interval"):
         DRDTrainer("cpu", 1, loader, student, optimizer, DRDLoss(), reprogrammer=rep, teacher=teacher, cka_interval=0)

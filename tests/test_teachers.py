@@ -266,8 +266,9 @@ def test_native_spacing_args_upsample_coarse_patches_to_the_teachers_training_re
     assert I3ResNetTeacher.native_spacing == (1.5, 1.5, 3.0)  # Merlin resamples its CTs to 1.5 x 1.5 x 3 mm
     # a 3 mm cube spans twice Merlin's in-plane voxels and as many slices: 64 x 64 x 32
     assert native_spacing_args("i3resnet152", 32, [3.0, 3.0, 3.0]) == {"min_size": [64, 64, 32]}
-    # a 1 mm cube is finer than native: never downsampled, the default floor (32, 32, 16) stays
-    assert native_spacing_args("i3resnet152", 32, [1.0, 1.0, 1.0]) == {"min_size": [32, 32, 16]}
+    # a 1 mm cube is finer than native: never downsampled, the default input stays (no argument, so a
+    # warm cache's teacher card, named after the arguments, still matches)
+    assert native_spacing_args("i3resnet152", 32, [1.0, 1.0, 1.0]) == {}
     assert native_spacing_args("i3resnet152", [40, 32, 20], [3.0, 1.5, 6.0]) == {"min_size": [80, 32, 40]}
     # teachers without a native spacing (ImageNet, user networks) are left alone
     assert native_spacing_args("efficientnet_lite0", 64, [1.0, 1.0, 0.0]) == {}

@@ -165,7 +165,9 @@ class DRDTrainer(RDTrainer):
         return self.hybrid_pass and (self.state.iteration - 1) % self.hybrid_interval == 0
 
     def aligns_stages(self) -> bool:
-        """Whether this iteration (1-based ``state.iteration``) computes the stage CKA term."""
+        """Whether this iteration (1-based ``state.iteration``) computes the stage CKA term (never at CKA weight 0)."""
+        if float(getattr(self.loss_function, "cka_weight", 1.0)) == 0.0:
+            return False
         return (self.state.iteration - 1) % self.cka_interval == 0
 
     def branch_arguments(self, images: torch.Tensor, teacher_features: Any, targets: torch.Tensor) -> tuple:

@@ -112,8 +112,8 @@ def native_spacing_args(name: str, patch_size: int | Sequence[int], voxel_size: 
     ``i3resnet152``) and a ``min_size`` argument gets ``{"min_size": [...]}``: per axis, the
     larger of its default ``min_size`` and the patch's extent in native voxels, ``ceil(patch *
     voxel / native)``. A 32^3 cube of 3 mm voxels thus reaches the trunk as 64 x 64 x 32 (the
-    anatomy at the scale the teacher learned), while a 1 mm cube keeps the default (a teacher is
-    never fed a downsampled patch). Any other teacher gets ``{}``.
+    anatomy at the scale the teacher learned), while a 1 mm cube keeps the default input (a
+    teacher is never fed a downsampled patch) and gets ``{}``, as does any other teacher.
 
     Args:
         name: a teacher name (:func:`create_teacher`).
@@ -132,5 +132,6 @@ def native_spacing_args(name: str, patch_size: int | Sequence[int], voxel_size: 
     if len(sizes) != dims or len(voxel_size) < dims or any(v <= 0 for v in list(voxel_size)[:dims]):
         raise ValueError(f"native_spacing_args: {name} needs {dims} patch sizes and positive voxel sizes, "
                          f"got patch {patch_size!r}, voxels {list(voxel_size)!r}")
-    return {"min_size": [max(int(d), math.ceil(p * float(v) / n - 1e-6))
-                         for d, p, v, n in zip(default, sizes, voxel_size, native)]}
+    min_size = [max(int(d), math.ceil(p * float(v) / n - 1e-6)) for d, p, v, n in zip(default, sizes, voxel_size, native)]
+    # the default input stays {}: the teacher card (named after the arguments) of a warm cache still matches
+    return {} if min_size == [int(d) for d in default] else {"min_size": min_size}

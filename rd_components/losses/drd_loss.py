@@ -84,8 +84,9 @@ class DRDLoss(nn.Module):
         self.hybrid_weight, self.kd_weight, self.cka_weight = float(hybrid_weight), float(kd_weight), float(cka_weight)
         self.cka_grid = int(cka_grid)
         self.cka_stages = None if cka_stages is None else tuple(int(i) for i in cka_stages)
-        if self.cka_stages is not None and (not self.cka_stages or min(self.cka_stages) < 0):
-            raise ValueError(f"DRDLoss: cka_stages must be non-empty stage positions >= 0, got {cka_stages!r}.")
+        if self.cka_stages is not None and (not self.cka_stages or min(self.cka_stages) < 0
+                                            or len(set(self.cka_stages)) != len(self.cka_stages)):
+            raise ValueError(f"DRDLoss: cka_stages must be distinct stage positions >= 0, got {cka_stages!r}.")
         self.schedule_cka = bool(schedule_cka)
         self.detach_teacher = bool(detach_teacher)
         self.distill_scale = 1.0  # set per iteration by DistillationSchedule
@@ -113,7 +114,8 @@ class DRDLoss(nn.Module):
 
         ``hybrid_scale`` multiplies the hybrid and KD weights of this call: a trainer that decodes
         the hybrid stages on one step in ``k`` passes ``k``, so that the two terms keep their
-        weights on average over the steps (an unbiased estimate of the every-step loss).
+        weights on average over the steps (an unbiased estimate of the every-step loss's
+        gradient; with an adaptive optimizer such as AdamW the trajectory still differs).
         ``cka_scale`` does the same for the CKA weight.
         """
         if labels.ndim != student_logits.ndim or labels.shape[1] != 1 or labels.shape[2:] != student_logits.shape[2:]:
