@@ -58,10 +58,6 @@ class DRDBranches(nn.Module):
         distilled = list(self.student.distilled_stages)
         out: dict[str, Any] = {"student_logits": self.student.decode(stages),
                                "student_stages": [stages[i] for i in distilled]}
-        if self.reprogrammer is not None and teacher_stages is None:
-            # a step without any teacher term (DRDTrainer's intervals): a zero term keeps the
-            # projectors in the loss's graph, as DDP (find_unused_parameters=False) requires
-            out["graph_anchor"] = sum((p.sum() for p in self.reprogrammer.parameters()), images.new_zeros(())) * 0.0
         if self.reprogrammer is not None and teacher_stages is not None:
             projected = self.reprogrammer(teacher_stages, [tuple(stages[i].shape[2:]) for i in distilled])
             if self.hybrid and decode_hybrid:
@@ -69,12 +65,12 @@ class DRDBranches(nn.Module):
                 for index, p in zip(distilled, projected):
                     hybrid[index] = p  # the finest stage (stride 1) has no teacher counterpart: the student's own
                 out["teacher_logits"] = self._decode_hybrid(hybrid, hybrid_grad)
-            elif self.hybrid:
-                # a step without the hybrid pass uses the projections only detached (CKA): a zero
-                # term keeps every projector parameter in the graph, as DDP
-                # (find_unused_parameters=False) requires of each step
-                out["graph_anchor"] = torch.stack([p.sum() for p in projected]).sum() * 0.0
             out["projected_stages"] = projected
+        if self.reprogrammer is not None and "teacher_logits" not in out:
+            # without the hybrid pass (DRDTrainer's intervals, CKA-only) the projectors get no
+            # gradient (CKA reads the projections detached): a zero term keeps them in the loss's
+            # graph, as DDP (find_unused_parameters=False) requires of every step
+            out["graph_anchor"] = sum((p.sum() for p in self.reprogrammer.parameters()), images.new_zeros(())) * 0.0
         return out
 
     def _decode_hybrid(self, hybrid: list[torch.Tensor], grad_items: torch.Tensor | None) -> torch.Tensor:

@@ -146,12 +146,12 @@ class DRDLoss(nn.Module):
                 stage_terms.append(self.cka(grid_samples(s_map, self.cka_grid), grid_samples(p_map, self.cka_grid)))
             terms["cka"] = torch.stack(stage_terms).sum()
         scale = self.distill_scale * float(hybrid_scale)
-        cka_scale = float(cka_scale) * (self.distill_scale if self.schedule_cka else 1.0)
+        cka_factor = float(cka_scale) * (self.distill_scale if self.schedule_cka else 1.0)
         terms["loss"] = (
             terms["sup_student"]
             + self.hybrid_weight * scale * terms["sup_hybrid"]
             + self.kd_weight * scale * terms["kd"]
-            + self.cka_weight * cka_scale * terms["cka"]
+            + self.cka_weight * cka_factor * terms["cka"]
         )
         return terms
 
