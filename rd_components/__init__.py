@@ -9,7 +9,7 @@ datalists, transform presets). ``data``, ``foundation``, ``losses`` and ``networ
 configs can write ``$import rd_components`` and then ``rd_components.data.X``.
 """
 
-from . import data, engines, foundation, handlers, losses, networks, overrides, tracking, utils
+from . import data, engines, foundation, handlers, losses, networks, overrides, privacy, tracking, utils
 
 __version__ = "0.1.0"
 
@@ -17,4 +17,4 @@ __version__ = "0.1.0"
 # with one line instead of MONAI's config-evaluation traceback
 utils.install_one_line_errors()
 
-__all__ = ["data", "engines", "foundation", "handlers", "losses", "networks", "overrides", "tracking", "utils"]
+__all__ = ["data", "engines", "foundation", "handlers", "losses", "networks", "overrides", "privacy", "tracking", "utils"]

@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-__all__ = ["check_tracking_uri", "require_tracking_server"]
+from .privacy import mask_credentials
+
+__all__ = ["check_tracking_uri", "require_tracking_server", "credentials_to_environment"]
 
 # the call the check makes (MlflowClient.search_experiments), named in messages
 _PROBE = "/api/2.0/mlflow/experiments/search"
@@ -64,7 +66,7 @@ def _check_http(uri: str, timeout: float) -> None:
             reason = _connection_reason(error)
         else:
             reason = f"HTTP {status}" if status != 500 else " ".join(str(error).split())[:160]
-    raise ConnectionError(f"MLflow tracking server {uri} is not reachable ({reason}); {_HINT}")
+    raise ConnectionError(f"MLflow tracking server {mask_credentials(uri)} is not reachable ({reason}); {_HINT}")
 
 
 def _connection_reason(error: Exception) -> str:
@@ -110,7 +112,7 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> str:
     Raises:
         ConnectionError: with one line naming the URI, the reason and what to do.
     """
-    uri = _effective_uri(str(uri))
+    uri = credentials_to_environment(_effective_uri(str(uri)))
     scheme = uri.split(":", 1)[0].lower()
     if scheme in ("http", "https"):
         _check_http(uri, timeout)
@@ -133,3 +135,42 @@ def require_tracking_server(uri: str, timeout: float = 5.0, enabled: bool = True
         return check_tracking_uri(uri, timeout)
     except ConnectionError as error:
         raise SystemExit(str(error)) from None
+
+
+def _without_credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """``(uri without user:password, user, password)``; URIs without them come back as they are."""
+    parts = urlsplit(uri)
+    if parts.scheme.lower() not in ("http", "https") or "@" not in parts.netloc:
+        return uri, None, None
+    host = parts.netloc.rsplit("@", 1)[1]
+    clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return clean, (unquote(parts.username) if parts.username else None), (unquote(parts.password) if parts.password else None)
+
+
+def credentials_to_environment(uri: str) -> str:
+    """``uri`` without the ``user:password@`` it may carry; the credentials go to MLflow's own
+    ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` variables instead.
+
+    MLflow prints its tracking URI (``View run ... at: <uri>/#/...``) and records it in places a
+    team shares; credentials written into the URI would go with it. Moved to the environment,
+    MLflow still sends them (HTTP basic auth) and never prints them. ``MLFLOW_TRACKING_URI``,
+    which MLflow lets win over the argument, is cleaned the same way. For the bundles' MLflow
+    handlers: ``tracking_uri: "$rd_components.tracking.credentials_to_environment(@tracking_uri)"``.
+    """
+    env_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if env_uri:
+        clean_env, user, password = _without_credentials(env_uri)
+        if clean_env != env_uri:
+            os.environ["MLFLOW_TRACKING_URI"] = clean_env
+            _set_credentials(user, password)
+    clean, user, password = _without_credentials(str(uri))
+    if clean != str(uri):
+        _set_credentials(user, password)
+    return clean
+
+
+def _set_credentials(user: str | None, password: str | None) -> None:
+    if user is not None:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = user
+    if password is not None:
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -93,11 +95,15 @@ class MLflowRegistryHandler:
 
         exporter = self.exporter
         mlflow.set_tracking_uri(client.tracking_uri)
-        with mlflow.start_run(run_id=run_id):
+        # MLflow records each artifact's source path in MLmodel: log copies from a neutral
+        # temporary folder, so that no folder of the user's (perhaps named after a patient) is recorded
+        with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory(prefix="rd-student-") as staging:
+            artifacts = {"model": shutil.copy2(exporter.script_path, Path(staging) / "model.ts"),
+                         "model_info": shutil.copy2(exporter.ckpt_dir / "model_info.json", Path(staging) / "model_info.json")}
             info = mlflow.pyfunc.log_model(
                 name="student",
                 python_model=serving.__file__,
-                artifacts={"model": str(exporter.script_path), "model_info": str(exporter.ckpt_dir / "model_info.json")},
+                artifacts={name: str(path) for name, path in artifacts.items()},
                 # batch 2 and the bundle's patch: the signature MLflow infers keeps the batch free
                 input_example=torch.rand((2, *exporter.example_shape[1:])).numpy(),
                 registered_model_name=self.registered_model_name,
