@@ -130,6 +130,8 @@ def read_datalist_info(path: str | os.PathLike) -> dict[str, Any]:
         info = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise DataConfigError(f"Datalist {path} is not valid JSON: {error}") from None
+    if not isinstance(info, dict):
+        raise DataConfigError(f"Datalist {path} must be a JSON object with 'training', 'labels'..., got a {type(info).__name__}")
     return {"source": str(path), **{k: v for k, v in info.items() if k not in ("training", "validation", "test", "unlabeled")}}
 
 
@@ -139,15 +141,16 @@ def class_names(info: dict[str, Any]) -> list[str]:
     :func:`resolve_datalist` writes the mapping for the user's data when it has none.
 
     Raises:
-        DataConfigError: no mapping (one line naming the datalist when ``info`` has a ``source``).
+        DataConfigError: no mapping, or one whose keys are not the indices ``0..K-1`` (one line
+            naming the datalist when ``info`` has a ``source``).
     """
-    from .data.user_data import DataConfigError
+    from .data.user_data import DataConfigError, mapping_names
 
     labels = info.get("labels")
+    where = f" {info['source']}" if info.get("source") else ""
     if not labels:
-        where = f" {info['source']}" if info.get("source") else ""
         raise DataConfigError(f"datalist{where} has no 'labels' mapping {{index: name}}: cannot tell the number of classes")
-    return [str(labels[k]) for k in sorted(labels, key=int)]
+    return mapping_names(labels, f"datalist{where}")
 
 
 def read_segmentation_metrics(folder: str | os.PathLike, split: str = "test") -> dict[str, Any]:

@@ -100,8 +100,9 @@ def test_datalist_without_labels_mapping_and_without_ids(tmp_path):
 
 def test_ready_datalist_is_used_as_it_is(tmp_path):
     images = _images(tmp_path / "data")
-    items = [{"image": str(p), "label": c, "id": f"{name}{i}"} for c, name in enumerate(CLASSES)
-             for i, p in enumerate(images[name])]
+    # ids ending with their file's content digest (ids without one are normalised, see test_integrity_user_data.py)
+    items = [{"image": str(p), "label": c, "id": stable_id(p, tmp_path / "data")} for c, name in enumerate(CLASSES)
+             for p in images[name]]
     datalist = {"labels": {str(i): n for i, n in enumerate(CLASSES)}, "training": items[::2], "validation": items[1::4],
                 "test": items[3::4]}
     (tmp_path / "dl.json").write_text(json.dumps(datalist))

@@ -113,13 +113,19 @@ def hide_labels(items: Sequence[dict], fraction: float, seed: int) -> list[dict]
 def unlabeled_folder_items(folder: str | os.PathLike, spatial_dims: int) -> list[dict]:
     """Training items for a folder of the user's own unlabelled DICOM / NIfTI images.
 
-    Found as the inference bundle finds its inputs (a NIfTI file is one item; in 3D a folder of
-    DICOM files is one series), each with ``label = UNLABELED`` and an ``id`` made from its path
-    relative to ``folder`` so that the teacher feature cache covers it.
+    Found as the inference bundle finds its inputs (a NIfTI file is one item; in 2D each frame of
+    a multi-frame DICOM file is an item, with its ``frame``; in 3D a folder of DICOM files is one
+    series), each with ``label = UNLABELED`` and an ``id``
+    ``unlabeled/<path relative to folder>[#frame]@<content digest>`` (see
+    :func:`~rd_components.data.user_data.stable_id`), so that the teacher feature cache covers
+    it and a replaced file never gets the old file's cached features.
     """
     from .inference import find_inputs
+    from .user_data import stable_id
 
-    return [{"image": it["image"], "label": UNLABELED, "id": "unlabeled/" + it["file"]}
+    digests: dict[str, str] = {}  # the frames of one file share its digest
+    return [{"image": it["image"], "label": UNLABELED, **({"frame": it["frame"]} if "frame" in it else {}),
+             "id": "unlabeled/" + stable_id(it["image"], folder, it.get("frame"), digests)}
             for it in find_inputs(folder, spatial_dims)]
 
 
@@ -165,13 +171,23 @@ def load_datalist(
     items = hide_labels(items, fraction, seed)
     if unlabeled and "unlabeled" in read_datalist(path):
         extra = load_decathlon_datalist(path, is_segmentation=False, data_list_key="unlabeled")
-        items += [{**it, "label": UNLABELED, "id": str(it.get("id") or "unlabeled/" + os.path.basename(str(it["image"])))}
-                  for it in extra]
+        items += [{**it, "label": UNLABELED, "id": _unlabeled_id(it, path)} for it in extra]
     if unlabeled_dir:
         if spatial_dims is None:
             raise ValueError("unlabeled_dir needs spatial_dims (2 or 3)")
         items += unlabeled_folder_items(unlabeled_dir, spatial_dims)
     return items
+
+
+def _unlabeled_id(item: dict, datalist: str | os.PathLike) -> str:
+    """The id of an item of a datalist's ``"unlabeled"`` list: its own, or
+    ``unlabeled/<path>[#frame]@<content digest>`` (a base name alone would let two folders'
+    ``img1.nii.gz`` share one cached teacher feature, and a replaced file keep its old one)."""
+    from .user_data import stable_id
+
+    if item.get("id"):
+        return str(item["id"])
+    return "unlabeled/" + stable_id(item["image"], os.path.dirname(os.path.abspath(datalist)), item.get("frame"))
 
 
 def class_counts(items: Sequence[dict]) -> dict[int, int]:

@@ -8,14 +8,20 @@
     ``split`` (``training``/``train``, ``validation``/``val``, ``test``) and ``id``;
 (c) a folder with one sub-folder per class (``<dir>/<class name>/<images>``), whose images are
     found as the inference bundle finds them (NIfTI files, DICOM files and, for 3D, DICOM
-    series folders; each frame of a 2D multi-frame file is an item).
+    series folders; each frame of a 2D multi-frame file is an item); or the same laid out by
+    split, ``<dir>/<split>/<class name>/<images>`` with split folders named ``train``/``training``,
+    ``val``/``valid``/``validation`` and ``test``/``testing`` (any case). A folder mixing split
+    folders with other folders is refused, naming them.
 
 Every form becomes a datalist with integer labels ``0..K-1`` in the order of the sorted class
-names (the label values themselves when there is no mapping), absolute image paths, a stable
-``id`` for every item (its path and a digest of its content, so a changed file never gets a
-stale cached teacher feature), and ``training``/``validation``/``test`` splits; missing
-validation or test splits are drawn from the training items, stratified and seeded. A
-datalist that already has all of that is used as it is.
+names (the label values themselves when there is no mapping; numeric labels that denote the
+same number, ``1``, ``"1"`` and ``"1.0"``, are one class), absolute image paths, a stable
+``id`` for every item, and ``training``/``validation``/``test`` splits; missing validation or
+test splits are drawn from the training items, stratified and seeded. Every id ends with
+``@<digest of the content>`` (and ``#frame`` for a frame of a multi-frame file): one made from
+the path relative to the data folder, or the user's own id with the digest appended, so a
+changed file never gets a stale cached teacher feature. A datalist that already has all of
+that, with each id's digest matching its file's content now, is used as it is.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +40,7 @@ from typing import Any
 from .datalist import UNLABELED
 from .sampling import split_rng
 
-__all__ = ["DataConfigError", "detect_form", "normalise_user_data", "stable_id", "SPLITS"]
+__all__ = ["DataConfigError", "detect_form", "normalise_user_data", "stable_id", "mapping_names", "SPLITS"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +49,8 @@ _SPLIT_ALIASES = {"train": "training", "training": "training", "val": "validatio
                   "validation": "validation", "test": "test", "testing": "test"}
 #: share of each class drawn for a missing validation / test split
 HOLDOUT_FRACTION = 0.15
+#: the content digest that ends every id (see :func:`stable_id`)
+_DIGEST_SUFFIX = re.compile(r"@[0-9a-f]{16}$")
 
 
 class DataConfigError(ValueError):
@@ -89,9 +99,24 @@ def _digest_path(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def stable_id(image: str | os.PathLike, root: str | os.PathLike | None = None, frame: int | None = None) -> str:
+def _content_digest(path: Path, digests: dict[str, str] | None) -> str:
+    """The digest of ``path``'s content, computed once per path in ``digests`` (the frames of
+    one multi-frame file share it)."""
+    if digests is None:
+        return _digest_path(path)
+    key = str(path)
+    if key not in digests:
+        digests[key] = _digest_path(path)
+    return digests[key]
+
+
+def stable_id(image: str | os.PathLike, root: str | os.PathLike | None = None, frame: int | None = None,
+              digests: dict[str, str] | None = None) -> str:
     """``<path relative to root>[#frame]@<content digest>``: the same file gives the same id on
     every run and machine layout, a changed file a new one (the feature cache keys on it).
+
+    ``digests`` memoises the content digest per path within one listing (pass the same dict for
+    every frame of a file).
 
     Raises:
         DataConfigError: the image does not exist.
@@ -100,7 +125,16 @@ def stable_id(image: str | os.PathLike, root: str | os.PathLike | None = None, f
     if not path.exists():
         raise DataConfigError(f"image {path} not found")
     name = str(path.relative_to(root)) if root is not None and path.is_relative_to(root) else path.name
-    return f"{name}{'' if frame is None else f'#{int(frame)}'}@{_digest_path(path)}"
+    return f"{name}{'' if frame is None else f'#{int(frame)}'}@{_content_digest(path, digests)}"
+
+
+def _with_digest(given: str, frame: int | None, digest: str) -> str:
+    """A user-given id made honest: ``<id>[#frame]@<digest>``; a digest the id already ends with
+    is replaced (a file changed since a normalised datalist was written gets a new id)."""
+    name = _DIGEST_SUFFIX.sub("", given)
+    if frame is not None and not name.endswith(f"#{int(frame)}"):
+        name += f"#{int(frame)}"  # one file's frames are different images
+    return f"{name}@{digest}"
 
 
 def _read_json(path: Path) -> dict:
@@ -131,7 +165,8 @@ def _items_from_datalist(path: Path) -> tuple[dict[str, list[dict]], dict, dict 
 
 
 def _items_from_csv(path: Path) -> dict[str, list[dict]]:
-    with open(path, newline="") as handle:
+    # utf-8-sig: Excel saves CSVs with a byte-order mark, which would otherwise prefix the first column name
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = [c.strip().lower() for c in reader.fieldnames or []]
         if "image" not in columns or "label" not in columns:
@@ -151,58 +186,128 @@ def _items_from_csv(path: Path) -> dict[str, list[dict]]:
     return splits
 
 
-def _items_from_folders(path: Path, spatial_dims: int) -> dict[str, list[dict]]:
+def _subfolders(path: Path) -> list[Path]:
+    return sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _split_of(folder: Path) -> str | None:
+    """The split a folder named ``train``, ``val``, ``test``... holds; ``None`` for a class folder."""
+    return _SPLIT_ALIASES.get(folder.name.lower())
+
+
+def _class_folder_items(folders: Sequence[Path], spatial_dims: int) -> list[dict]:
+    """Items of class folders: label = folder name, one item per image (per frame in 2D)."""
     from .inference import find_inputs
 
     items = []
-    for folder in sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith(".")):
+    for folder in folders:
         try:
             found = find_inputs(folder, spatial_dims)
         except ValueError:
             raise DataConfigError(f"class folder {folder} holds no image") from None
         items += [{"image": it["image"], "label": folder.name, **({"frame": it["frame"]} if "frame" in it else {})}
                   for it in found]
-    return {"training": items}
+    return items
+
+
+def _items_from_folders(path: Path, spatial_dims: int) -> dict[str, list[dict]]:
+    """Class folders, or split folders (``train/``, ``val/``, ``test/``...) of class folders."""
+    folders = _subfolders(path)
+    by_split = [d for d in folders if _split_of(d)]
+    if not by_split:
+        return {"training": _class_folder_items(folders, spatial_dims)}
+    others = [d.name for d in folders if not _split_of(d)]
+    if others:
+        # a class named "test" next to class folders, or classes beside the split folders: either reading is a guess
+        raise DataConfigError(f"{path} mixes split folders ({', '.join(d.name for d in by_split)}) with other folders "
+                              f"({', '.join(others)}): put every class folder under a split folder, or rename the split folders")
+    splits: dict[str, list[dict]] = {}
+    for folder in by_split:
+        classes = _subfolders(folder)
+        if not classes:
+            raise DataConfigError(f"split folder {folder} holds no class folder (<split>/<class>/<images>)")
+        splits.setdefault(_split_of(folder), []).extend(_class_folder_items(classes, spatial_dims))
+    if not splits.get("training"):
+        raise DataConfigError(f"{path} has split folders but no training one (train/ or training/)")
+    return splits
+
+
+def _label_value(value: Any) -> Any:
+    """The class a label denotes: a number (an ``int`` when whole) for numeric labels, so that
+    ``1``, ``"1"``, ``"01"`` and ``"1.0"`` are one class; any other label as it is."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    number = value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return value
+    if not math.isfinite(number):
+        return value  # "nan" or "inf" is a name, not a number
+    return int(number) if number.is_integer() else number
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _label_key(value: Any) -> tuple:
-    """Sort integers numerically and names alphabetically."""
-    if isinstance(value, bool):
-        return (1, str(value))
+    """Sort numbers numerically, then names alphabetically (``value`` from :func:`_label_value`)."""
+    return (0, value, "") if _is_number(value) else (1, 0, str(value))
+
+
+def mapping_names(mapping: Any, where: str | os.PathLike) -> list[str]:
+    """Class names in index order from a datalist's ``labels`` mapping ``{"0": name, ...}``.
+
+    Raises:
+        DataConfigError: the mapping is not an object, a key is not an integer, or the indices
+            are not ``0..K-1`` (one line naming ``where``).
+    """
+    usage = f"{where}: 'labels' must map class indices to names, e.g. {{\"0\": \"normal\"}}"
+    if not isinstance(mapping, dict):
+        raise DataConfigError(f"{usage}; got a {type(mapping).__name__}")
     try:
-        return (0, float(value), str(value))
-    except (TypeError, ValueError):
-        return (1, str(value))
+        names = {int(str(k).strip()): str(v) for k, v in mapping.items()}
+    except ValueError:
+        bad = [k for k in mapping if not str(k).strip().lstrip("-").isdigit()]
+        raise DataConfigError(f"{usage}; keys {', '.join(repr(k) for k in bad)} are not integers") from None
+    if len(names) != len(mapping) or sorted(names) != list(range(len(names))):
+        raise DataConfigError(f"{where}: 'labels' indices must be 0..{len(mapping) - 1} once each, "
+                              f"got {', '.join(map(str, mapping))}")
+    return [names[i] for i in range(len(names))]
 
 
 def _is_unlabeled(value: Any) -> bool:
-    return value is None or value == "" or (not isinstance(value, bool) and isinstance(value, (int, float)) and int(value) == UNLABELED)
+    return value is None or value == "" or (_is_number(value) and value == UNLABELED)
 
 
-def _class_index(splits: dict[str, list[dict]], mapping: dict | None, where: Path) -> tuple[dict[Any, int], list[str]]:
-    """Label value -> class index, and the class names in index order."""
-    values = {it.get("label") for items in splits.values() for it in items if not _is_unlabeled(it.get("label"))}
-    if mapping:
-        try:
-            names = {int(k): str(v) for k, v in mapping.items()}
-        except (TypeError, ValueError):
-            raise DataConfigError(f"{where}: 'labels' must map class indices to names, e.g. {{\"0\": \"normal\"}}") from None
-        if sorted(names) != list(range(len(names))):
-            raise DataConfigError(f"{where}: 'labels' indices must be 0..{len(names) - 1}, got {sorted(names)}")
+def _class_index(splits: dict[str, list[dict]], names: list[str] | None, where: Path) -> tuple[dict[Any, int], list[str]]:
+    """Label value (as :func:`_label_value` gives it) -> class index, and the class names in index
+    order; ``names`` from the datalist's ``labels`` mapping, if any."""
+    values = {_label_value(it.get("label")) for items in splits.values() for it in items if not _is_unlabeled(it.get("label"))}
+    if names:
         index: dict[Any, int] = {}
-        by_name = {n: i for i, n in names.items()}
+        by_name = {n: i for i, n in enumerate(names)}
         for value in values:
-            if str(value) in by_name and not str(value).lstrip("-").isdigit():
+            # a number is an index; a name (even a numeric one such as "1.5") is looked up in the mapping
+            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+                index[value] = value
+            elif str(value) in by_name:
                 index[value] = by_name[str(value)]
-            elif str(value).lstrip("-").isdigit() and int(value) in names:
-                index[value] = int(value)
             else:
                 raise DataConfigError(f"{where}: label {value!r} is neither an index nor a name of 'labels'")
-        return index, [names[i] for i in range(len(names))]
+        return index, list(names)
     if not values:
         raise DataConfigError(f"{where}: no item has a label")
     ordered = sorted(values, key=_label_key)
-    return {v: i for i, v in enumerate(ordered)}, [str(int(float(v))) if _label_key(v)[0] == 0 and float(v).is_integer() else str(v) for v in ordered]
+    return {v: i for i, v in enumerate(ordered)}, [str(v) for v in ordered]
 
 
 def _holdout(items: list[dict], fraction: float, seed: int, stream: str) -> tuple[list[dict], list[dict]]:
@@ -220,17 +325,25 @@ def _holdout(items: list[dict], fraction: float, seed: int, stream: str) -> tupl
     return [it for i, it in enumerate(items) if i not in drawn], [it for i, it in enumerate(items) if i in drawn]
 
 
-def _finish_item(item: dict, index: dict[Any, int], base: Path, where: Path) -> dict:
+def _image_path(item: dict, base: Path) -> Path:
+    image = Path(str(item["image"]))
+    return image if image.is_absolute() else base / image
+
+
+def _finish_item(item: dict, index: dict[Any, int], base: Path, where: Path, digests: dict[str, str]) -> dict:
+    """The item with an absolute image path, its class index and an id ending with its content digest."""
     out = dict(item)
-    image = Path(str(out["image"]))
-    image = image if image.is_absolute() else base / image
+    image = _image_path(out, base)
     if not image.exists():
         raise DataConfigError(f"{where}: image {image} not found")
     out["image"] = str(image)
     label = out.get("label")
-    out["label"] = UNLABELED if _is_unlabeled(label) else index[label]
-    if not out.get("id"):
-        out["id"] = stable_id(image, base, out.get("frame"))
+    out["label"] = UNLABELED if _is_unlabeled(label) else index[_label_value(label)]
+    if out.get("id"):
+        # a user-given id says nothing of the pixels: the digest makes it change when the file does
+        out["id"] = _with_digest(str(out["id"]), out.get("frame"), _content_digest(image, digests))
+    else:
+        out["id"] = stable_id(image, base, out.get("frame"), digests)
     return out
 
 
@@ -238,11 +351,12 @@ def normalise_user_data(source: str | os.PathLike, output_dir: str | os.PathLike
                         seed: int = 0, holdout: float = HOLDOUT_FRACTION) -> Path | None:
     """The datalist to train on for the user's data at ``source``; ``None`` when there is none.
 
-    A datalist that needs no change (integer labels with a ``labels`` mapping, ids, the three
-    splits) is returned as it is; otherwise the normalised datalist is written to
-    ``<output_dir>/datalist_<source name>.json`` (``output_dir`` defaults to the source's
-    folder), with ``"source"``, ``"split_seed"`` and ``"generated_splits"`` recorded, so the run
-    can be repeated from it.
+    A datalist that needs no change (integer labels with a ``labels`` mapping, the three splits,
+    ids ending with their file's current content digest, no frames) is returned as it is;
+    otherwise the normalised datalist is written to ``<output_dir>/datalist_<source name>.json``
+    (``output_dir`` defaults to the source's folder; the bundles always pass theirs), with
+    ``"source"``, ``"split_seed"`` and ``"generated_splits"`` recorded, so the run can be
+    repeated from it.
 
     Raises:
         DataConfigError: one line naming the cause and the file or key.
@@ -259,10 +373,13 @@ def normalise_user_data(source: str | os.PathLike, output_dir: str | os.PathLike
     else:
         splits = _items_from_folders(path, spatial_dims)
     base = path.parent if path.is_file() else path
-    if kind == "datalist" and _ready(splits, mapping):
+    # checked before anything else reads it: a bad mapping is one line, never a traceback downstream
+    mapped = mapping_names(mapping, path) if mapping else None
+    digests: dict[str, str] = {}
+    if kind == "datalist" and _ready(splits, mapped, base, digests):
         return path
-    index, names = _class_index({k: v for k, v in splits.items() if k != "unlabeled"}, mapping, path)
-    done = {k: [_finish_item(it, index, base, path) for it in v] for k, v in splits.items()}
+    index, names = _class_index({k: v for k, v in splits.items() if k != "unlabeled"}, mapped, path)
+    done = {k: [_finish_item(it, index, base, path, digests) for it in v] for k, v in splits.items()}
     generated = []
     training = done.get("training", [])
     for split in ("test", "validation"):
@@ -288,16 +405,22 @@ def normalise_user_data(source: str | os.PathLike, output_dir: str | os.PathLike
     return target
 
 
-def _ready(splits: dict[str, list[dict]], mapping: dict | None) -> bool:
-    """True when a datalist can be used as it is."""
-    if not mapping or not all(splits.get(s) for s in SPLITS):
+def _ready(splits: dict[str, list[dict]], names: list[str] | None, base: Path, digests: dict[str, str]) -> bool:
+    """True when a datalist can be used as it is: a mapping, the three splits, class-index labels,
+    and every id ending with the current content digest of its image (else a changed file would
+    keep its id, and the teacher feature cache would serve the old file's features)."""
+    if not names or not all(splits.get(s) for s in SPLITS):
         return False
     for items in splits.values():
         for it in items:
             label = it.get("label")
             if not it.get("id") or "frame" in it:
                 return False
-            if label is not None and (isinstance(label, bool) or not isinstance(label, int)):
+            if label is not None and (isinstance(label, bool) or not isinstance(label, int)
+                                      or not (label == UNLABELED or 0 <= label < len(names))):
+                return False
+            image = _image_path(it, base)
+            if not image.exists() or not str(it["id"]).endswith(f"@{_content_digest(image, digests)}"):
                 return False
     return True
 
