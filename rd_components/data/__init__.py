@@ -35,6 +35,7 @@ from .transforms import (
 )
 from .dicom import NoImageError, read_dicom_frame
 from .user_data import DataConfigError, normalise_user_data, stable_id
+from .trained_split import TrainedSplitSaver, datalist_digest, save_trained_split, trained_datalist, trained_split_digest
 from .views import FixedViewsd, flip_view_axes
 
 __all__ = [
@@ -86,4 +87,9 @@ __all__ = [
     "DataConfigError",
     "normalise_user_data",
     "stable_id",
+    "TrainedSplitSaver",
+    "datalist_digest",
+    "save_trained_split",
+    "trained_datalist",
+    "trained_split_digest",
 ]

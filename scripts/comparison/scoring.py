@@ -43,11 +43,19 @@ def load_bundle(args: argparse.Namespace, common: dict[str, Any], method: str, s
 _TEST_ITEMS: dict[str, list[dict]] = {}
 
 
-def test_items(parser: ConfigParser) -> list[dict]:
-    """Preprocessed test items of the bundle's datalist (loaded once per grid and preprocessing)."""
+def cell_datalist(parser: ConfigParser, ckpt_dir: Path) -> str:
+    """The datalist a trained cell is scored on: the split it was trained on (``ckpt_dir/datalist.json``),
+    checked against the bundle's resolution now (one warning line when they differ)."""
+    from rd_components.data import trained_datalist
+
+    return trained_datalist(ckpt_dir, lambda: parser.get_parsed_content("datalist"))
+
+
+def test_items(parser: ConfigParser, datalist: str | None = None) -> list[dict]:
+    """Preprocessed test items of ``datalist`` (default: the bundle's), loaded once per grid and preprocessing."""
     from rd_components.data import load_datalist, preflight_items
 
-    files = load_datalist(parser.get_parsed_content("datalist"), "test")
+    files = load_datalist(datalist or parser.get_parsed_content("datalist"), "test")
     raw = parser.get("preprocessing")
     # the preprocessing expression and the resolved values it refers to (@patch_size, ...)
     refs = sorted(set(re.findall(r"@([\w#]+)", json.dumps(raw, default=str))))
@@ -188,7 +196,7 @@ def score_cell(args: argparse.Namespace, client: Any, experiment: str, common: d
         run_id = _probe_run(client, experiment, cell, {"method": method, "seed": seed, "label_fraction": fraction})
     else:
         ckpt = args.out / "cells" / cell / "models"
-        items = test_items(parser)
+        items = test_items(parser, cell_datalist(parser, ckpt))
         metrics = evaluate_student(ckpt / "model.ts", items, num_classes)
         metrics["teacher_accuracy"] = teacher_branch_test_accuracy(parser, ckpt, items)
         run_id = finished_run(client, experiment, cell, expected_params((fraction, seed, method), common))
