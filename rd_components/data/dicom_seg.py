@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write
+
 __all__ = ["labels_on_dicom_frames", "write_dicom_seg"]
 
 # DICOM patient coordinates are LPS; MONAI's and NIfTI's affines are RAS
@@ -74,7 +76,7 @@ def write_dicom_seg(labels: np.ndarray, affine: np.ndarray, series_dir: str | os
         labels: ``(X, Y, Z)`` class indices on the grid of ``affine`` (0 = background).
         affine: RAS voxel-to-world affine of ``labels`` (the one the NIfTI output carries).
         series_dir: the source DICOM series folder the label map was predicted from.
-        path: the ``.dcm`` file to write.
+        path: the ``.dcm`` file to write (atomically: an earlier file stays until the new one is complete).
         class_names: names of the classes, background first; segment ``k`` is class ``k``.
         algorithm: algorithm name recorded in the segment descriptions.
         version: algorithm version.
@@ -99,7 +101,4 @@ def write_dicom_seg(labels: np.ndarray, affine: np.ndarray, series_dir: str | os
         segment_descriptions=segments, series_instance_uid=hd.UID(), series_number=900, sop_instance_uid=hd.UID(),
         instance_number=1, manufacturer="rd_components", manufacturer_model_name=algorithm[:64],
         software_versions=str(version)[:64], device_serial_number="0", series_description="DRD student segmentation")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    seg.save_as(path)
-    return path
+    return atomic_write(path, lambda tmp: seg.save_as(tmp))

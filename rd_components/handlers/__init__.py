@@ -3,7 +3,7 @@ export, MLflow registry."""
 
 from .csv_writer import PredictionCSVWriter
 from .distill_schedule import DistillationSchedule, distill_scale
-from .export import StudentExportHandler, export_torchscript
+from .export import AtomicCheckpointSaver, StudentExportHandler, export_torchscript
 from .label_maps import LabelMapWriter
 from .mlflow_registry import MLflowRegistryHandler
 from .predictions import PredictionCollector
@@ -13,6 +13,7 @@ from .teacher_branch_check import TeacherBranchCheck
 from .report import EvaluationReportHandler, TrainingReportHandler, plot_confusion_matrix, plot_training_curves
 
 __all__ = [
+    "AtomicCheckpointSaver",
     "DistillationSchedule",
     "distill_scale",
     "EvaluationReportHandler",

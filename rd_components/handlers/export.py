@@ -1,4 +1,5 @@
-"""Export the best deployable student: state dict and TorchScript, checked against eager."""
+"""Save and export the best deployable student: state dict (atomically, also while training) and
+TorchScript, checked against eager."""
 
 from __future__ import annotations
 
@@ -7,14 +8,19 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
+from ignite.handlers import DiskSaver
+from monai.handlers import CheckpointSaver
 from torch import nn
 
-__all__ = ["StudentExportHandler", "export_torchscript"]
+from ..atomic import atomic_torch_save, atomic_write, atomic_write_text
+
+__all__ = ["AtomicCheckpointSaver", "StudentExportHandler", "export_torchscript"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +48,50 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike, example: torch
         diff = float((exported(example) - model(example)).abs().max())
     if diff > atol:
         raise RuntimeError(f"TorchScript export of {type(model).__name__} differs from eager by {diff:.2e} > {atol}.")
-    torch.jit.save(exported, str(path))
+    atomic_write(path, lambda tmp: torch.jit.save(exported, str(tmp)))
     return diff
+
+
+class _AtomicDiskSaver(DiskSaver):
+    """ignite's ``DiskSaver(atomic=True)`` (temporary file, then ``os.replace``) with MONAI's fixed file name.
+
+    With a fixed name, ignite's ``Checkpoint`` removes the previous file right before saving the
+    new one under the same name; that removal is skipped, as the atomic replace overwrites it.
+    """
+
+    def __init__(self, dirname: str | os.PathLike, filename: str | None = None) -> None:
+        super().__init__(dirname=dirname, require_empty=False, atomic=True)
+        self.filename = filename
+
+    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
+        super().__call__(checkpoint, self.filename or filename, metadata)
+
+    def remove(self, filename: str) -> None:
+        if self.filename is None:
+            super().remove(filename)
+
+
+class AtomicCheckpointSaver(CheckpointSaver):
+    """MONAI's ``CheckpointSaver`` (same arguments) whose files are replaced atomically.
+
+    MONAI's saver deletes the previous best ``model.pt`` and then writes the new one in place
+    (its ``DiskSaver`` has ``atomic=False``, not configurable), so a run killed in between leaves
+    no model or half a file. Here every save goes through ignite's atomic ``DiskSaver``: the
+    previous file stays until the new one is complete (ignite also makes it group/other readable).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for checkpoint in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
+            if checkpoint is not None:
+                old = checkpoint.save_handler
+                checkpoint.save_handler = _AtomicDiskSaver(old.dirname, getattr(old, "filename", None))
 
 
 class StudentExportHandler:
     """At the end of training, write the best student as ``model.pt`` and ``model.ts``.
 
-    The best weights are those the validator's ``CheckpointSaver`` kept as ``model.pt`` (a
+    The best weights are those the validator's :class:`AtomicCheckpointSaver` kept as ``model.pt`` (a
     state dict of :class:`~rd_components.networks.DeployableStudent`); if none exists the final
     weights are used and saved there. The live network is left untouched.
 
@@ -92,8 +134,7 @@ class StudentExportHandler:
         if self.best_path.exists():
             model.load_state_dict(torch.load(self.best_path, map_location="cpu", weights_only=True))
         else:
-            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-            torch.save(model.state_dict(), self.best_path)
+            atomic_torch_save(model.state_dict(), self.best_path)
         return model
 
     def __call__(self, engine: Engine | None = None) -> None:
@@ -101,5 +142,5 @@ class StudentExportHandler:
         diff = export_torchscript(model, self.script_path, torch.rand(self.example_shape))
         self.exported = model
         info = {**self.model_info, "input_shape": list(self.example_shape), "torchscript_max_abs_diff": diff}
-        (self.ckpt_dir / "model_info.json").write_text(json.dumps(info, indent=2, default=str))
+        atomic_write_text(self.ckpt_dir / "model_info.json", json.dumps(info, indent=2, default=str))
         logger.info("Exported best student to %s and %s (TorchScript vs eager max abs diff %.1e).", self.best_path, self.script_path, diff)

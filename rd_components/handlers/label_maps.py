@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from collections.abc import Sequence
@@ -15,8 +14,10 @@ from ignite.engine import Engine, Events
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
+from ..atomic import atomic_write
 from ..data.dicom import is_nifti_path
 from ..data.writers import write_label_nifti
+from .csv_writer import StreamedCSV
 
 __all__ = ["LabelMapWriter"]
 
@@ -30,7 +31,15 @@ class LabelMapWriter:
     (orientation, and resampling when the preprocessing resampled) onto the input's voxel
     grid, then the argmax is written as a uint8 label map with the input's affine, so the output
     overlays the input in any NIfTI viewer. Outputs mirror the input folder's layout under
-    ``output_dir``. A failed input (non-empty ``error``) gets no file, only its CSV row.
+    ``output_dir``. A failed input (non-empty ``error``) gets no file, only its CSV row. Files are
+    written atomically; each CSV row is appended as its input is done (a crash keeps them), and
+    the CSV is rewritten sorted by file at the end.
+
+    Inputs whose names give the same output (``a.nii``, ``a.nii.gz`` and a series folder ``a/``
+    all give ``a_seg.nii.gz``; names differing only in case collide on some file systems): the
+    first, in input order, keeps that name, the others get their full input name
+    (``a_nii_gz_seg.nii.gz``, ``a_dicom_seg.nii.gz``; then ``_2``, ``_3``... if still taken). The
+    CSV's ``output`` column and ``note`` say so per input, and one log line lists the renamed ones.
 
     Args:
         output_dir: where label maps and ``segmentations.csv`` go.
@@ -51,12 +60,22 @@ class LabelMapWriter:
         self.class_names = [str(c) for c in class_names]
         self.dicom_seg = bool(dicom_seg)
         self.rows: list[dict[str, Any]] = []
+        self.csv = StreamedCSV(self.output_dir / "segmentations.csv",
+                               ["file", "output", "dicom_seg", *[f"voxels_{c}" for c in self._columns()], "error", "note"])
+        self._taken: set[str] = set()  # output names given in this run, case-folded
+        self.renamed: dict[str, str] = {}  # input file -> output, for inputs whose default name was taken
 
     def attach(self, engine: Engine) -> None:
         """Register on ``STARTED``, ``ITERATION_COMPLETED`` and ``COMPLETED``."""
-        engine.add_event_handler(Events.STARTED, lambda _: self.rows.clear())
+        engine.add_event_handler(Events.STARTED, self._start)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._write)
         engine.add_event_handler(Events.COMPLETED, self._write_csv)
+
+    def _start(self, _engine: Engine) -> None:
+        self.rows.clear()
+        self._taken.clear()
+        self.renamed.clear()
+        self.csv.start()
 
     @staticmethod
     def _items(engine: Engine) -> list[dict]:
@@ -69,21 +88,29 @@ class LabelMapWriter:
         return [{**b, **o} for b, o in zip(batch, output)]
 
     def _write(self, engine: Engine) -> None:
-        for item in self._items(engine):
-            error = str(item.get("error") or "")
-            row = {"file": item["file"], "output": "", "dicom_seg": "", **{f"voxels_{c}": "" for c in self._columns()},
-                   "error": error, "note": ""}
-            if not error:
-                labels = self.label_map(item["pred"], item["image"])
-                written = self.output_path(item["file"], str(item.get("source", "")))
-                written.parent.mkdir(parents=True, exist_ok=True)
-                write_label_nifti(written, np.asarray(labels[0]), np.asarray(labels.meta["affine"], dtype=np.float64))
-                row["output"] = str(written.relative_to(self.output_dir))
-                counts = np.bincount(np.asarray(labels).ravel().astype(np.int64), minlength=len(self.class_names))
-                row.update({f"voxels_{c}": int(n) for c, n in zip(self._columns(), counts)})
-                if self.dicom_seg and item.get("format") == "dicom" and Path(str(item.get("source", ""))).is_dir():
-                    row.update(self._write_dicom_seg(labels, item, written))
-            self.rows.append(row)
+        new = [self._write_item(item) for item in self._items(engine)]
+        self.rows += new
+        self.csv.append(new)
+
+    def _write_item(self, item: dict) -> dict[str, Any]:
+        """Write one item's label map (and DICOM SEG); its CSV row."""
+        error = str(item.get("error") or "")
+        row = {"file": item["file"], "output": "", "dicom_seg": "", **{f"voxels_{c}": "" for c in self._columns()},
+               "error": error, "note": ""}
+        # a failed input reserves its name too: the names depend on the inputs' names only
+        written, note = self._unique_output_path(item["file"], str(item.get("source", "")))
+        if error:
+            return row
+        labels = self.label_map(item["pred"], item["image"])
+        affine = np.asarray(labels.meta["affine"], dtype=np.float64)
+        atomic_write(written, lambda tmp: write_label_nifti(tmp, np.asarray(labels[0]), affine))
+        row.update(output=str(written.relative_to(self.output_dir)), note=note)
+        counts = np.bincount(np.asarray(labels).ravel().astype(np.int64), minlength=len(self.class_names))
+        row.update({f"voxels_{c}": int(n) for c, n in zip(self._columns(), counts)})
+        if self.dicom_seg and item.get("format") == "dicom" and Path(str(item.get("source", ""))).is_dir():
+            seg = self._write_dicom_seg(labels, item, written)
+            row.update(seg, note="; ".join(n for n in (note, seg.get("note", "")) if n))
+        return row
 
     def _write_dicom_seg(self, labels: MetaTensor, item: dict, nifti: Path) -> dict[str, str]:
         """The DICOM SEG beside the NIfTI label map; a failure is a note, the NIfTI output stands."""
@@ -109,24 +136,45 @@ class LabelMapWriter:
         labels = torch.argmax(restored, dim=0, keepdim=True).to(torch.uint8)
         return MetaTensor(labels, meta=dict(restored.meta))
 
+    @staticmethod
+    def _relative_name(file: str, source: str = "") -> str:
+        """``file`` without a trailing separator; the input folder itself (``./``) is named after ``source``."""
+        relative = str(file).rstrip("/" + os.sep)
+        return relative if relative not in ("", ".") else Path(source.rstrip("/" + os.sep)).name or "volume"
+
     def output_path(self, file: str, source: str = "") -> Path:
         """``output_dir/<file without its NIfTI suffix>_seg.nii.gz``; ``file`` is relative to the input folder
         (a DICOM series folder ends with a separator; the input folder itself, ``./``, is named after ``source``)."""
-        relative = str(file).rstrip("/" + os.sep)
-        if relative in ("", "."):
-            relative = Path(source.rstrip("/" + os.sep)).name or "volume"
+        relative = self._relative_name(file, source)
         if is_nifti_path(relative):
             relative = relative[: -len(".nii.gz")] if relative.lower().endswith(".nii.gz") else relative[: -len(".nii")]
         return self.output_dir / f"{relative}_seg.nii.gz"
 
+    def _unique_output_path(self, file: str, source: str = "") -> tuple[Path, str]:
+        """:meth:`output_path`, or, when an earlier input of this run took it, a name keeping the whole
+        input name (``a.nii.gz`` -> ``a_nii_gz_seg.nii.gz``, series folder ``a/`` -> ``a_dicom_seg.nii.gz``,
+        then ``_2``, ``_3``... while taken); and a note saying why when renamed."""
+        default = path = self.output_path(file, source)
+        if str(default).casefold() in self._taken:
+            whole = self._relative_name(file, source) + ("_dicom" if str(file).endswith(("/", os.sep)) else "")
+            parent, name = os.path.split(whole)
+            stem = os.path.join(parent, name.replace(".", "_"))
+            path, n = self.output_dir / f"{stem}_seg.nii.gz", 1
+            while str(path).casefold() in self._taken:
+                n += 1
+                path = self.output_dir / f"{stem}_{n}_seg.nii.gz"
+        self._taken.add(str(path).casefold())
+        if path == default:
+            return path, ""
+        self.renamed[str(file)] = str(path.relative_to(self.output_dir))
+        return path, f"output renamed: {default.name} is another input's"
+
     def _write_csv(self, _engine: Engine) -> None:
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        path = self.output_dir / "segmentations.csv"
-        fields = ["file", "output", "dicom_seg", *[f"voxels_{c}" for c in self._columns()], "error", "note"]
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(sorted(self.rows, key=lambda r: r["file"]))
+        self.csv.finish(sorted(self.rows, key=lambda r: r["file"]))
         failed = sum(bool(r["error"]) for r in self.rows)
-        logger.info("Wrote %d label map(s) and %s%s", len(self.rows) - failed, path,
+        logger.info("Wrote %d label map(s) and %s%s", len(self.rows) - failed, self.csv.path,
                     f"; {failed} input(s) could not be read (reasons in the CSV)" if failed else "")
+        if self.renamed:
+            logger.warning("%d output(s) renamed, as another input's output has the same name (segmentations.csv maps "
+                           "each input to its output): %s", len(self.renamed),
+                           ", ".join(f"{file} -> {out}" for file, out in self.renamed.items()))

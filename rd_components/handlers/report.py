@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from ignite.engine import Engine, Events
 
+from ..atomic import atomic_write, atomic_write_text
 from .predictions import PredictionCollector
 
 __all__ = ["TrainingReportHandler", "plot_confusion_matrix", "plot_training_curves"]
@@ -41,7 +42,7 @@ def plot_training_curves(history: Sequence[dict], path: str | os.PathLike) -> No
         if ax.lines:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
 
 
@@ -66,7 +67,7 @@ def plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, class_names
     ax.set_yticks(range(k), class_names, fontsize=8)
     ax.set(xlabel="predicted", ylabel="true", title=title or f"confusion matrix (accuracy {np.trace(counts) / max(counts.sum(), 1):.3f})")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
     return counts
 
@@ -131,7 +132,7 @@ class TrainingReportHandler:
     def write(self, engine: Engine) -> None:
         """Write ``history.json`` and the plots."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        (self.output_dir / "history.json").write_text(json.dumps(self.history, indent=2))
+        atomic_write_text(self.output_dir / "history.json", json.dumps(self.history, indent=2))
         if self.history:
             plot_training_curves(self.history, self.output_dir / "training_curves.png")
         best = self.collector.best if self.collector is not None else None
@@ -177,5 +178,5 @@ class EvaluationReportHandler:
                                            self.output_dir / "confusion_matrix.png")
             result["num_samples"] = int(len(latest["labels"]))
             result["confusion_matrix"] = counts.tolist()
-        (self.output_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+        atomic_write_text(self.output_dir / "metrics.json", json.dumps(result, indent=2))
         logger.info("Evaluation metrics %s written to %s", metrics, self.output_dir / "metrics.json")

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ..atomic import atomic_torch_save  # the project's one atomic writer; re-exported here for resume.py
 
 __all__ = ["atomic_torch_save", "capture_rng_state", "config_fingerprint", "restore_rng_state"]
 
@@ -104,26 +103,3 @@ def config_fingerprint(config: Any) -> tuple[str, dict]:
     """
     flat = json.loads(json.dumps(config, sort_keys=True, default=str)) if config is not None else {}
     return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest(), flat
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike, prefix: str = ".tmp-") -> None:
-    """``torch.save(obj, path)`` through a temporary file in the same folder and a rename.
-
-    Readers (and a run killed while writing) see the old file or the new one, never a
-    half-written one. The folder is created if needed.
-
-    Args:
-        obj: what to save.
-        path: destination file.
-        prefix: name prefix of the temporary file (``<prefix>XXXX.tmp``, removed on failure).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)  # atomic: readers see the old or the new file
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
