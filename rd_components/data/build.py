@@ -14,17 +14,21 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from .sampling import SPLITS, PatchExtractor
 from .sources import source_fingerprint
 from .tasks import default_patch_size, default_sizes, plan_task, resolve_label_set, sampling_constants
 from .writers import DicomPatchWriter, write_nifti
 
-__all__ = ["DATA_VERSION", "FORMATS", "dataset_name", "build_dataset", "ensure_dataset"]
+__all__ = ["DATA_VERSION", "FORMATS", "dataset_name", "build_dataset", "ensure_dataset", "build_atomically",
+           "is_current"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: bump when the content written for the same parameters changes
 DATA_VERSION = "1"
@@ -69,8 +73,8 @@ def _params(task, spatial_dims, fmt, label_set, patch_size, seed, sizes, templat
     }
 
 
-def _is_current(folder: Path, params: dict) -> bool:
-    """True when ``folder`` holds a complete build with exactly these parameters."""
+def is_current(folder: Path, params: dict) -> bool:
+    """True when ``folder`` holds a complete build with exactly these parameters (every listed file present)."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         datalist = json.loads((folder / DATALIST).read_text())
@@ -78,7 +82,8 @@ def _is_current(folder: Path, params: dict) -> bool:
         return False
     if manifest != params:
         return False
-    return all((folder / item["image"]).exists() for split in SPLITS for item in datalist.get(split, []))
+    return all((folder / item[key]).exists() for split in SPLITS for item in datalist.get(split, [])
+               for key in ("image", "label") if isinstance(item.get(key), str))
 
 
 @contextmanager
@@ -156,8 +161,43 @@ def _write(folder: Path, name: str, params: dict, template_dir, progress: bool) 
     datalist.update({"numTraining": len(datalist["training"]), "numValidation": len(datalist["validation"]),
                      "numTest": len(datalist["test"])})
     (folder / DATALIST).write_text(json.dumps(datalist, indent=1) + "\n")
-    (folder / MANIFEST).write_text(json.dumps(params, indent=1) + "\n")  # last: marks the build complete
     return counts
+
+
+def build_atomically(root: Path, name: str, params: dict, write: Callable[[Path], T], force: bool = False) -> T | None:
+    """Build ``root/name`` with ``write(folder)`` unless a build with exactly ``params`` is there.
+
+    ``write`` fills a hidden temporary folder (files and ``datalist.json``); the manifest of
+    ``params`` is written last, then the folder replaces ``root/name`` by a rename. A lock file
+    serialises concurrent builders (the ranks of a ``torchrun`` job), so a build killed halfway
+    leaves the previous complete build (or nothing) in place, never a mix of two builds.
+
+    Returns:
+        what ``write`` returned, or ``None`` when a current build was already there.
+
+    Raises:
+        FileExistsError: ``root/name`` holds files but no manifest (not built here).
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / name
+    with _lock(root / f".{name}.lock"):
+        if not force and is_current(final, params):
+            return None
+        if final.exists() and not (final / MANIFEST).exists() and any(final.iterdir()):
+            raise FileExistsError(f"{final} exists but was not built by rd_components.data; move it away first")
+        tmp = root / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            result = write(tmp)
+            (tmp / MANIFEST).write_text(json.dumps(params, indent=1) + "\n")  # last: marks the build complete
+            if final.exists():
+                old = root / f".{name}.old-{uuid.uuid4().hex[:8]}"
+                final.rename(old)
+                shutil.rmtree(old)
+            tmp.rename(final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+    return result
 
 
 def build_dataset(root: str | os.PathLike, task: str = "mni152_tissue", spatial_dims: int = 2, fmt: str = "nifti",
@@ -185,29 +225,14 @@ def build_dataset(root: str | os.PathLike, task: str = "mni152_tissue", spatial_
     """
     params = _params(task, spatial_dims, fmt, label_set, patch_size, seed, sizes, template_dir)
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     name = dataset_name(task, spatial_dims, fmt, params["label_set"])
-    final = root / name
-    with _lock(root / f".{name}.lock"):
-        if not force and _is_current(final, params):
-            return final / DATALIST
-        if final.exists() and not (final / MANIFEST).exists() and any(final.iterdir()):
-            raise FileExistsError(f"{final} exists but was not built by rd_components.data; move it away first")
-        start = time.perf_counter()
-        tmp = root / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            counts = _write(tmp, name, params, template_dir, progress)
-            if final.exists():
-                old = root / f".{name}.old-{uuid.uuid4().hex[:8]}"
-                final.rename(old)
-                shutil.rmtree(old)
-            tmp.rename(final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+    start = time.perf_counter()
+    counts = build_atomically(root, name, params, lambda folder: _write(folder, name, params, template_dir, progress),
+                              force)
+    if counts is not None:
         summary = "; ".join(f"{s}: {dict(sorted(c.items()))}" for s, c in counts.items())
-        logger.info("built %s in %.1f s (%s)", final, time.perf_counter() - start, summary)
-    return final / DATALIST
+        logger.info("built %s in %.1f s (%s)", root / name, time.perf_counter() - start, summary)
+    return root / name / DATALIST
 
 
 def ensure_dataset(root: str | os.PathLike, task: str = "mni152_tissue", spatial_dims: int = 2, fmt: str = "nifti",
@@ -221,7 +246,7 @@ def ensure_dataset(root: str | os.PathLike, task: str = "mni152_tissue", spatial
     """
     params = _params(task, spatial_dims, fmt, label_set, patch_size, seed, sizes, template_dir)
     final = Path(root) / dataset_name(task, spatial_dims, fmt, params["label_set"])
-    if _is_current(final, params):
+    if is_current(final, params):
         logger.info("using dataset %s", final / DATALIST)
         return final / DATALIST
     return build_dataset(root, task, spatial_dims, fmt, params["label_set"], patch_size, seed,

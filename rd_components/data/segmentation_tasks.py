@@ -25,7 +25,8 @@ orientations, as it must at test time. Validation patches are centred on other v
 training patches but overlap them (a 96 mm cube does not fit in an axial slab of a third of the
 brain); they only select the checkpoint.
 
-Builds are deterministic (seeded) and idempotent (a manifest of the parameters): the folder
+Builds are deterministic (seeded), idempotent (a manifest of the parameters) and atomic (as the
+classification datasets, :func:`~rd_components.data.build.build_atomically`): the folder
 ``<task>_seg_<2d|3d>_nifti`` holds ``train/``, ``val/``, ``test/`` NIfTI pairs (image float32
 in 0..1 with the patch's own affine, label uint8) and a decathlon-style ``datalist.json``.
 """
@@ -38,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .build import DATALIST, build_atomically, is_current
 from .sampling import slab_ranges, split_rng
 from .sources import LOBE_NAMES, SourceVolume, aal_lobe_of_code, load_colin27_aal, load_mni152, source_fingerprint
 from .writers import write_label_nifti, write_nifti
@@ -49,7 +51,8 @@ SEG_CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "mni152_tissue": ("background", "grey matter", "white matter", "CSF"),
     "colin27_aal": ("background", *LOBE_NAMES),
 }
-SEG_DATA_VERSION = "2"  # 2: label maps carry mm units like the images
+# 2: label maps carry mm units like the images; 3: built atomically (an earlier build killed halfway may hold a mix)
+SEG_DATA_VERSION = "3"
 MIDLINE_MARGIN_MM = 1.0
 TEST_SLICE_STEP = 4
 #: tasks whose label depends on where a voxel lies: built on a coarser grid (block factor) with whole-context patches
@@ -244,12 +247,17 @@ def build_segmentation_dataset(
               "source": source_fingerprint(task, template_dir)}
     if task in CONTEXT_GRID_FACTOR:
         params["grid_factor"] = CONTEXT_GRID_FACTOR[task]
-    folder = Path(root) / f"{task}_seg_{spatial_dims}d_nifti"
-    datalist_path = folder / "datalist.json"
-    manifest = folder / "manifest.json"
-    if datalist_path.is_file() and manifest.is_file() and json.loads(manifest.read_text()) == params:
-        return datalist_path
+    root = Path(root)
+    name = f"{task}_seg_{spatial_dims}d_nifti"
+    if not is_current(root / name, params):
+        # the same lock, temporary folder, manifest and rename as the classification datasets
+        build_atomically(root, name, params, lambda folder: _write(folder, name, params, template_dir))
+    return root / name / DATALIST
 
+
+def _write(folder: Path, name: str, params: dict, template_dir: str | os.PathLike | None) -> None:
+    """Write the patches, test images and ``datalist.json`` of dataset ``name`` into ``folder`` (temporary)."""
+    task, spatial_dims, patch, seed = params["task"], params["spatial_dims"], params["patch_size"], params["seed"]
     source = _load(task, template_dir)
     image, labels, affine = source.quantised, segmentation_label_map(task, source), source.affine
     factor = CONTEXT_GRID_FACTOR.get(task)
@@ -266,10 +274,10 @@ def build_segmentation_dataset(
         (folder / sub).mkdir(parents=True, exist_ok=True)
     for split, image_patch, label_patch, patch_affine in patches:
         sub, i = subfolder[split], len(items[split])
-        name = f"{sub}/{sub}_{i:05d}"
-        write_nifti(folder / f"{name}_image.nii.gz", image_patch, patch_affine)
-        write_label_nifti(folder / f"{name}_label.nii.gz", label_patch, patch_affine)
-        items[split].append({"image": f"{name}_image.nii.gz", "label": f"{name}_label.nii.gz", "id": f"{sub}_{i:05d}"})
+        stem = f"{sub}/{sub}_{i:05d}"
+        write_nifti(folder / f"{stem}_image.nii.gz", image_patch, patch_affine)
+        write_label_nifti(folder / f"{stem}_label.nii.gz", label_patch, patch_affine)
+        items[split].append({"image": f"{stem}_image.nii.gz", "label": f"{stem}_label.nii.gz", "id": f"{sub}_{i:05d}"})
     (folder / "test").mkdir(parents=True, exist_ok=True)
     box = (slice(right[0], right[1]), slice(y0, y1))
     if spatial_dims == 3:
@@ -278,17 +286,15 @@ def build_segmentation_dataset(
         tests = [((right[0], y0, z), image[box + (z,)], labels[box + (z,)])
                  for z in range(z0 + TEST_SLICE_STEP // 2, z1, TEST_SLICE_STEP)]
     for i, (corner, test_image, label) in enumerate(tests):
-        name = f"test/test_{i:05d}"
-        write_nifti(folder / f"{name}_image.nii.gz", test_image, _patch_affine(affine, corner))
-        write_label_nifti(folder / f"{name}_label.nii.gz", label, _patch_affine(affine, corner))
-        items["test"].append({"image": f"{name}_image.nii.gz", "label": f"{name}_label.nii.gz", "id": f"test_{i:05d}"})
+        stem = f"test/test_{i:05d}"
+        write_nifti(folder / f"{stem}_image.nii.gz", test_image, _patch_affine(affine, corner))
+        write_label_nifti(folder / f"{stem}_label.nii.gz", label, _patch_affine(affine, corner))
+        items["test"].append({"image": f"{stem}_image.nii.gz", "label": f"{stem}_label.nii.gz", "id": f"test_{i:05d}"})
     datalist = {
-        "name": folder.name, "task": task, "spatial_dims": spatial_dims, "patch_size": [patch] * spatial_dims,
+        "name": name, "task": task, "spatial_dims": spatial_dims, "patch_size": [patch] * spatial_dims,
         "labels": {str(i): n for i, n in enumerate(SEG_CLASS_NAMES[task])},
         "split": ("train/val: left hemisphere, whole-context patches, every second one mirrored; test: right hemisphere"
                   if factor else "train/val: left hemisphere (val: a mid-brain axial slab); test: right hemisphere"),
         "source": source.source, **items,
     }
-    datalist_path.write_text(json.dumps(datalist, indent=1))
-    manifest.write_text(json.dumps(params))
-    return datalist_path
+    (folder / DATALIST).write_text(json.dumps(datalist, indent=1))

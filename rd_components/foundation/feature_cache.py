@@ -14,9 +14,25 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["TeacherFeatureCache"]
+__all__ = ["TeacherFeatureCache", "warn_unwritable_cache"]
 
 logger = logging.getLogger(__name__)
+_UNWRITABLE_WARNED: set[str] = set()
+
+
+def warn_unwritable_cache(folder: str | os.PathLike, error: OSError) -> None:
+    """Say once per folder and process, in one line, that a cache folder cannot be written.
+
+    The cache (and the teacher card beside it) is only a speed-up: a full disk or a read-only
+    folder must not stop a training run, but a run that silently stops caching is a mystery.
+    """
+    folder = str(folder)
+    if folder in _UNWRITABLE_WARNED:
+        return
+    _UNWRITABLE_WARNED.add(folder)
+    reason = " ".join(str(error.strerror or error).split())
+    logger.warning("Teacher feature cache folder %s cannot be written (%s); going on without writing to it "
+                   "(the teacher's features are recomputed where they are not cached).", folder, reason)
 
 
 def _digest(text: str) -> str:
@@ -38,7 +54,9 @@ class TeacherFeatureCache:
     weights digest and a description of the preprocessing: changing any of them selects a new
     namespace, so stale features are never served. Disk entries are ``safetensors`` files
     (no pickle) written atomically (temporary file + rename), so concurrent ranks and killed
-    runs never leave a half-written entry.
+    runs never leave a half-written entry. A folder that cannot be written (read-only, disk
+    full) is said once (:func:`warn_unwritable_cache`); the run goes on with what it can read
+    and its in-memory entries.
 
     Args:
         teacher_name: teacher registry name.
@@ -65,12 +83,22 @@ class TeacherFeatureCache:
         self.hits = 0
         self.misses = 0
         self.directory: Path | None = None
+        self.writable = cache_dir is not None
         if cache_dir is not None:
             self.directory = Path(cache_dir) / self.namespace
-            self.directory.mkdir(parents=True, exist_ok=True)
             meta = self.directory / "namespace.json"
-            if not meta.exists():
-                meta.write_text(json.dumps(description, sort_keys=True, indent=2, default=str))
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                if not meta.exists():
+                    meta.write_text(json.dumps(description, sort_keys=True, indent=2, default=str))
+            except OSError as error:
+                self._stop_writing(error)
+
+    def _stop_writing(self, error: OSError) -> None:
+        """No more disk writes this run (entries already there are still read)."""
+        self.writable = False
+        assert self.directory is not None
+        warn_unwritable_cache(self.directory.parent, error)
 
     @staticmethod
     def entry_key(sample_id: str, view: int = 0) -> str:
@@ -109,17 +137,23 @@ class TeacherFeatureCache:
             stored = {f"stage_{i}": t for i, t in enumerate(tensor)}
         if self.in_memory:
             self._memory[key] = tensor
-        if self.directory is not None:
-            path = self._path(key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            os.close(fd)
+        if self.directory is not None and self.writable:
             try:
-                save_file(stored, tmp)
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
+                self._write(self._path(key), stored)
+            except OSError as error:
+                self._stop_writing(error)
+
+    @staticmethod
+    def _write(path: Path, stored: dict[str, torch.Tensor]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(stored, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
     def lookup_batch(self, sample_ids: Sequence[str], views: Sequence[int]) -> tuple[list[str], list[Any]]:
         """Keys and cached features (``None`` for misses) of a batch."""

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .base import FrozenTeacher
+from .feature_cache import warn_unwritable_cache
 
 __all__ = ["LazyTeacher"]
 
@@ -108,13 +109,24 @@ class LazyTeacher(nn.Module):
             "stage_channels": list(teacher.stage_channels),
             "feature_shapes": shapes,
         }
+        self._card = card
+        try:
+            self._save_card(card)
+        except OSError as error:  # the card, like the cache beside it, is only a speed-up
+            warn_unwritable_cache(self.card_path.parent, error)
+
+    def _save_card(self, card: dict[str, Any]) -> None:
+        assert self.card_path is not None
         self.card_path.parent.mkdir(parents=True, exist_ok=True)
         # atomic: concurrent cells may write the same card; each write is complete
         fd, tmp = tempfile.mkstemp(dir=self.card_path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(card, f, indent=1, sort_keys=True)
-        os.replace(tmp, self.card_path)
-        self._card = card
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(card, f, indent=1, sort_keys=True)
+            os.replace(tmp, self.card_path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
     # ----------------------------------------------------------------- building
     @property
