@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DicomFrame", "NoImageError", "read_dicom_header", "frame_count", "read_dicom_frame", "is_nifti_path"]
+__all__ = ["DicomFrame", "DicomSeries", "NoImageError", "read_dicom_header", "frame_count", "read_dicom_frame", "is_nifti_path",
+           "dicom_series", "one_series"]
 
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 #: values larger than this are read from disk only when used: a header read never loads the pixels
@@ -310,3 +311,131 @@ def dicom_frames(paths: Iterable[str | os.PathLike]) -> dict[str, int]:
         except NoImageError:
             out[str(path)] = 1
     return out
+
+
+@dataclass
+class DicomSeries:
+    """The image files of one DICOM series, in slice order.
+
+    Attributes:
+        uid: SeriesInstanceUID (``""`` when the files have none).
+        number: SeriesNumber as written (``""`` when absent).
+        description: SeriesDescription (``""`` when absent).
+        files: the files, ordered along the slice normal (see :func:`dicom_series`).
+    """
+
+    uid: str
+    number: str
+    description: str
+    files: list[Path]
+
+    def describe(self) -> str:
+        """``1.2.3 (series 3, 'CT head', 40 files)``: what a user needs to find the series again."""
+        details = [f"series {self.number}" if self.number else "", repr(self.description) if self.description else "",
+                   f"{len(self.files)} file{'s' if len(self.files) != 1 else ''}"]
+        return f"{self.uid or 'no SeriesInstanceUID'} ({', '.join(d for d in details if d)})"
+
+
+def _has_pixels(ds) -> bool:
+    return any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
+
+
+def _plane(ds) -> tuple[np.ndarray, np.ndarray] | None:
+    """(unit slice normal, ImagePositionPatient) of a slice, or ``None`` when its geometry is missing or degenerate."""
+    iop = _floats(_frame_value(ds, 0, "ImageOrientationPatient", "PlaneOrientationSequence") or (), 6)
+    ipp = _floats(_frame_value(ds, 0, "ImagePositionPatient", "PlanePositionSequence") or (), 3)
+    if iop is None or ipp is None:
+        return None
+    normal = np.cross(iop[:3], iop[3:])
+    length = np.linalg.norm(normal)
+    return None if length < 1e-3 else (normal / length, ipp)
+
+
+def _instance_number(ds) -> float:
+    try:
+        return float(ds.get("InstanceNumber"))
+    except (TypeError, ValueError):
+        return float("inf")  # files without one go last, in name order
+
+
+def _slice_order(members: list[tuple[Path, object]]) -> list[Path]:
+    """The files of one series along the slice normal; by InstanceNumber (then name) when a slice lacks geometry.
+
+    The position of a slice is its ImagePositionPatient projected on the normal (the cross product
+    of ImageOrientationPatient's row and column cosines), so axial, sagittal, coronal and oblique
+    series stack in space order whatever their InstanceNumbers say.
+
+    Raises:
+        NoImageError: slices in different orientations, or several slices at one position (these
+            are not one volume: stacking them would be a wrong image).
+    """
+    planes = [_plane(ds) for _, ds in members]
+    if len(members) < 2 or any(plane is None for plane in planes):
+        return [path for path, ds in sorted(members, key=lambda m: (_instance_number(m[1]), m[0].name))]
+    normal = planes[0][0]
+    if any(abs(float(plane[0] @ normal)) < 1 - 1e-4 for plane in planes):
+        raise NoImageError("the slices of this series lie in different orientations: not one volume")
+    positions = np.array([float(plane[1] @ normal) for plane in planes])
+    order = np.argsort(positions, kind="stable")
+    if (np.diff(positions[order]) < 1e-4).any():
+        raise NoImageError("several slices of this series share a position along the slice normal "
+                           "(several volumes, echoes or phases in one series): not one volume")
+    return [members[i][0] for i in order]
+
+
+def dicom_series(files: Iterable[str | os.PathLike]) -> list[DicomSeries]:
+    """Group DICOM image files by SeriesInstanceUID; each series' files in slice order (see :func:`_slice_order`).
+
+    Only headers are read. Files that are not DICOM, or hold no pixel data (reports, plans,
+    DICOMDIR), belong to no series.
+
+    Returns:
+        the series, ordered by SeriesNumber then UID.
+
+    Raises:
+        NoImageError: a series whose slices cannot form one volume.
+    """
+    groups: dict[str, list[tuple[Path, object]]] = {}
+    for path in sorted(Path(f) for f in files):
+        try:
+            ds = read_dicom_header(path)
+        except NoImageError:
+            continue
+        if _has_pixels(ds):
+            groups.setdefault(str(ds.get("SeriesInstanceUID", "") or ""), []).append((path, ds))
+    series = []
+    for uid, members in groups.items():
+        first = members[0][1]
+        series.append(DicomSeries(uid, str(first.get("SeriesNumber", "") or ""), str(first.get("SeriesDescription", "") or ""),
+                                  _slice_order(members)))
+
+    def number(s: DicomSeries) -> tuple:
+        try:
+            return (0, float(s.number), s.uid)
+        except ValueError:
+            return (1, 0.0, s.uid)
+
+    return sorted(series, key=number)
+
+
+def folder_files(folder: str | os.PathLike) -> list[Path]:
+    """The files directly in ``folder`` that may belong to a DICOM series (not hidden, not NIfTI)."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".") and not is_nifti_path(p))
+
+
+def one_series(source: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """The files of the one DICOM series in ``source`` (a series folder, or the files of one series), in slice order.
+
+    Raises:
+        NoImageError: no DICOM image in ``source``, or images of several series (named with
+            their UID, number, description and file count: a volume holds one series).
+    """
+    is_folder = isinstance(source, (str, os.PathLike)) and Path(source).is_dir()
+    series = dicom_series(folder_files(source) if is_folder else source)
+    where = "folder" if is_folder else "list of files"
+    if not series:
+        raise NoImageError(f"no DICOM image in this {where}")
+    if len(series) > 1:
+        raise NoImageError(f"this {where} mixes {len(series)} DICOM series, a volume is one series (give each its own "
+                           f"folder): " + "; ".join(s.describe() for s in series))
+    return series[0].files

@@ -30,8 +30,11 @@ def describe_error(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     from .dicom import NoImageError
 
-    # our own reasons are already plain words; MONAI's internal ones are translated
-    if isinstance(error, NoImageError) or text.startswith("wrong dimensionality"):
+    # our own reasons are already plain words (a mixed series folder names every series: longer);
+    # MONAI's internal ones are translated
+    if isinstance(error, NoImageError):
+        return text[:1000]
+    if text.startswith("wrong dimensionality"):
         return text[:300]
     if "cannot find a suitable reader" in text:
         return "not a readable DICOM or NIfTI file"

@@ -22,11 +22,12 @@ __all__ = ["find_volumes", "segmentation_inference_transforms", "PercentileScale
 logger = logging.getLogger(__name__)
 
 
-def find_volumes(input_dir: str | os.PathLike) -> list[dict]:
-    """Volumes under ``input_dir``: each NIfTI file and each folder of several DICOM files (a series);
+def find_volumes(input_dir: str | os.PathLike, exclude: Sequence[str | os.PathLike] = ()) -> list[dict]:
+    """Volumes under ``input_dir``: each NIfTI file and each DICOM series (a folder of several DICOM
+    files; one volume per series when a folder mixes several), not searching the ``exclude`` folders;
     ``[{"image", "file", "format"}]`` as :func:`~rd_components.data.find_inputs` gives them. A lone
     DICOM file is listed too, and reported as not a volume (multi-frame volumes are not read yet)."""
-    return find_inputs(input_dir, 3)
+    return find_inputs(input_dir, 3, split_series=True, exclude=exclude)
 
 
 class PercentileScaled(MapTransform):

@@ -6,7 +6,9 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from monai.config import KeysCollection
+from monai.data import PydicomReader
 from monai.transforms import MapTransform, SqueezeDim
+from monai.utils import ensure_tuple
 
 __all__ = [
     "LoadMedicalImaged",
@@ -26,10 +28,12 @@ NOTES_KEY = "rd_notes"
 
 
 class LoadMedicalImaged(MapTransform):
-    """Load a NIfTI file, a DICOM series folder or one frame of any DICOM file.
+    """Load a NIfTI file, a DICOM series (its folder, or a list of its files) or one frame of any DICOM file.
 
-    NIfTI goes through MONAI's ``NibabelReader`` and series folders through its
-    ``PydicomReader``; a single DICOM file goes through :func:`~rd_components.data.dicom.read_dicom_frame`
+    NIfTI goes through MONAI's ``NibabelReader`` and a series through its ``PydicomReader``, with
+    the slices stacked along the slice normal by position (:func:`~rd_components.data.dicom.one_series`;
+    by InstanceNumber only when geometry is missing); a folder mixing several series is refused,
+    naming them. A single DICOM file goes through :func:`~rd_components.data.dicom.read_dicom_frame`
     (pydicom with every installed decoder, multi-frame, colour, palette, degenerate
     orientation), which gives the same array and affine as ``PydicomReader`` on a plain file.
     The reader is told by the path (a NIfTI suffix, a folder, else a DICOM file), so DICOM and
@@ -37,7 +41,8 @@ class LoadMedicalImaged(MapTransform):
     ``NibabelReader``. The frame is the item's ``frame_key`` value (0-based) when present; the
     key is consumed. What the loader had to
     do to make the image usable is kept as one text in the image's meta data ``rd_notes``
-    (empty when nothing).
+    (empty when nothing). An image with NaN or infinite values is refused here, before any
+    intensity clipping could turn them into plausible ones.
 
     Args:
         keys: image keys.
@@ -56,7 +61,16 @@ class LoadMedicalImaged(MapTransform):
         self.fmt = fmt
         self.frame_key = frame_key
         self._nifti = LoadImage(reader="NibabelReader", image_only=True)
-        self._series = LoadImage(reader="PydicomReader", image_only=True)
+        self._series = LoadImage(reader=_SliceOrderReader(), image_only=True)
+
+    def _load_series(self, source):
+        from .dicom import one_series
+
+        image = self._series([str(f) for f in one_series(source)])
+        if not isinstance(source, (list, tuple)):
+            image.meta["filename_or_obj"] = str(source)  # the folder, as MONAI names a series folder
+        image.meta[NOTES_KEY] = ""
+        return image
 
     def _load(self, path, frame):
         from pathlib import Path
@@ -65,12 +79,10 @@ class LoadMedicalImaged(MapTransform):
 
         from .dicom import is_nifti_path, read_dicom_frame
 
+        if isinstance(path, (list, tuple)) or Path(path).is_dir():
+            return self._load_series(path)
         if is_nifti_path(path) or (self.fmt == "nifti" and Path(path).is_file() and not _is_dicom(path)):
             image = self._nifti(path)
-            image.meta[NOTES_KEY] = ""
-            return image
-        if Path(path).is_dir():
-            image = self._series(path)
             image.meta[NOTES_KEY] = ""
             return image
         loaded = read_dicom_frame(path, None if frame is None else int(frame))
@@ -87,10 +99,47 @@ class LoadMedicalImaged(MapTransform):
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = self._load(d[key], d.get(self.frame_key))
+            d[key] = _require_finite(self._load(d[key], d.get(self.frame_key)))
         # consumed: items with and without a frame must still collate into one batch
         d.pop(self.frame_key, None)
         return d
+
+
+class _SliceOrderReader(PydicomReader):
+    """MONAI's ``PydicomReader`` for one DICOM series given as its files, stacked in the order given.
+
+    ``PydicomReader`` reads a list of files as channels and stacks a folder's files by
+    InstanceNumber; the files here come ordered along the slice normal
+    (:func:`~rd_components.data.dicom.one_series`), and everything else (pixel decoding, modality
+    LUT, affine from the first and last slice) stays MONAI's.
+    """
+
+    def read(self, data, **kwargs):
+        """The datasets of ``data`` (paths of one series, in slice order), marked as one series."""
+        import pydicom
+
+        files = [str(f) for f in ensure_tuple(data)]
+        # force: a file without the DICOM preamble was accepted as DICOM by one_series
+        options = {**self.kwargs, **kwargs, "force": True}
+        if len(files) == 1:
+            return super().read(files[0], **options)
+        datasets = [pydicom.dcmread(f, **options) for f in files]
+        # the parent stacks by InstanceNumber: number the throw-away datasets in the order found
+        for rank, ds in enumerate(datasets, start=1):
+            ds.InstanceNumber = rank
+        self.filenames, self.has_series = [files], True
+        return datasets
+
+
+def _require_finite(image):
+    """``image``, unless it holds NaN or infinite values (clipping would make those look like data)."""
+    from .dicom import NoImageError
+
+    if torch.is_tensor(image) and image.is_floating_point():
+        bad = int((~torch.isfinite(image)).sum())
+        if bad:
+            raise NoImageError(f"{bad} voxel value{'s are' if bad > 1 else ' is'} NaN or infinite: not an image")
+    return image
 
 
 def _is_dicom(path) -> bool:
@@ -194,7 +243,8 @@ def classification_transforms(spatial_dims: int, patch_size: int | Sequence[int]
     """Preset: load -> channel first -> RAS -> clip 0..1 -> size -> typed tensors.
 
     Steps: :class:`LoadMedicalImaged` (any DICOM file, frame by frame, with the modality LUT and
-    LPS to RAS; MONAI's PydicomReader for series folders; NibabelReader for NIfTI), channel
+    LPS to RAS; MONAI's PydicomReader for a series, slices in position order; NibabelReader for
+    NIfTI; NaN or infinite values refused), channel
     first, squeeze a singleton slice, :class:`OrientRASd` to RAS in any image plane (this is
     what makes both formats give the same array), clip intensities to 0..1 (no per-patch rescale: tissue
     contrast is the signal and the datasets are already globally scaled), resize to
