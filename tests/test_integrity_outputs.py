@@ -195,3 +195,29 @@ def test_atomic_write_never_leaves_a_partial_target(tmp_path):
     # the temporary file keeps the destination's extension: nibabel picks the format from it
     atomic_write(tmp_path / "labels.nii.gz", lambda p: nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.uint8), np.eye(4)), str(p)))
     assert (tmp_path / "labels.nii.gz").read_bytes()[:2] == b"\x1f\x8b"  # gzip
+
+
+def test_each_series_of_a_mixed_dicom_folder_gets_its_own_dicom_seg(tmp_path):
+    """A folder holding two series gives two volumes; each gets a DICOM SEG that references its own
+    series' images (it used to get none, silently: its source was a file list, not a folder)."""
+    import pydicom
+    from test_integrity_inputs import _series
+
+    models = _tiny_model_dir(tmp_path / "models", nn.Conv3d(1, 2, 1), patch_size=8, class_names=["background", "tissue"],
+                             spatial_dims=3)
+    inputs = tmp_path / "inputs"
+    uids = {_series(inputs / "p", [0.0, 2.0, 4.0, 6.0], number=3, base=1500, prefix="a"),
+            _series(inputs / "p", [0.0, 2.0, 4.0, 6.0], number=7, base=1600, prefix="b")}
+    out = tmp_path / "out"
+    _inference("rd_segmentation_3d", models, inputs, out).get_parsed_content("evaluator").run()
+
+    rows = {r["file"]: r for r in csv.DictReader(open(out / "segmentations.csv"))}
+    assert set(rows) == {"p/series_3", "p/series_7"} and not any(r["error"] for r in rows.values())
+    referenced = set()
+    for row in rows.values():
+        assert row["dicom_seg"], row
+        seg = pydicom.dcmread(out / row["dicom_seg"])
+        (reference,) = seg.ReferencedSeriesSequence
+        referenced.add(reference.SeriesInstanceUID)
+        assert len(reference.ReferencedInstanceSequence) == 4  # this series' four slices, not all eight
+    assert referenced == uids

@@ -16,12 +16,14 @@ __all__ = ["labels_on_dicom_frames", "write_dicom_seg"]
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
-def _source_images(series_dir: str | os.PathLike) -> list:
-    """Every image of a DICOM series folder (files that are not DICOM images are skipped), in file-name order."""
+def _source_images(series: str | os.PathLike | Sequence[str | os.PathLike]) -> list:
+    """Every image of a DICOM series (a folder, or the list of one series' files when a folder held
+    several), files that are not DICOM images skipped, in file-name order."""
     import pydicom
 
+    paths = sorted(Path(p) for p in series) if isinstance(series, (list, tuple)) else sorted(Path(series).iterdir())
     images = []
-    for path in sorted(Path(series_dir).iterdir()):
+    for path in paths:
         if not path.is_file():
             continue
         try:
@@ -31,7 +33,7 @@ def _source_images(series_dir: str | os.PathLike) -> list:
         if "PixelData" in ds and "ImagePositionPatient" in ds:
             images.append(ds)
     if not images:
-        raise ValueError(f"{series_dir}: no DICOM image with a position found")
+        raise ValueError(f"{series}: no DICOM image with a position found")
     return images
 
 
@@ -68,14 +70,16 @@ def labels_on_dicom_frames(labels: np.ndarray, affine: np.ndarray, images: Seque
     return np.stack(frames)
 
 
-def write_dicom_seg(labels: np.ndarray, affine: np.ndarray, series_dir: str | os.PathLike, path: str | os.PathLike,
+def write_dicom_seg(labels: np.ndarray, affine: np.ndarray, series_dir: str | os.PathLike | Sequence[str | os.PathLike],
+                    path: str | os.PathLike,
                     class_names: Sequence[str], algorithm: str = "rd_components student", version: str = "1") -> Path:
     """Write ``labels`` as a DICOM SEG (highdicom, BINARY, one segment per foreground class) referencing ``series_dir``.
 
     Args:
         labels: ``(X, Y, Z)`` class indices on the grid of ``affine`` (0 = background).
         affine: RAS voxel-to-world affine of ``labels`` (the one the NIfTI output carries).
-        series_dir: the source DICOM series folder the label map was predicted from.
+        series_dir: the source DICOM series folder the label map was predicted from, or the list of
+            that series' files (a folder holding several series gives one volume per series).
         path: the ``.dcm`` file to write (atomically: an earlier file stays until the new one is complete).
         class_names: names of the classes, background first; segment ``k`` is class ``k``.
         algorithm: algorithm name recorded in the segment descriptions.

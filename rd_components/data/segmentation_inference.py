@@ -3,6 +3,7 @@ scaled as the training data were, each failure carried as one line instead of st
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -94,7 +95,9 @@ class SafeVolumeDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
-        out = {"file": item["file"], "source": str(item["image"]), "format": item["format"], "error": ""}
+        # a string either way, so that batches collate: a split series' files as a JSON list
+        source = json.dumps(item["image"]) if isinstance(item["image"], (list, tuple)) else str(item["image"])
+        out = {"file": item["file"], "source": source, "format": item["format"], "error": ""}
         try:
             image = self.transform({"image": item["image"]})["image"]
             if image.ndim != 4 or image.shape[0] != 1 or min(image.shape[1:]) < 2:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -107,7 +108,7 @@ class LabelMapWriter:
         row.update(output=str(written.relative_to(self.output_dir)), note=note)
         counts = np.bincount(np.asarray(labels).ravel().astype(np.int64), minlength=len(self.class_names))
         row.update({f"voxels_{c}": int(n) for c, n in zip(self._columns(), counts)})
-        if self.dicom_seg and item.get("format") == "dicom" and Path(str(item.get("source", ""))).is_dir():
+        if self.dicom_seg and item.get("format") == "dicom" and self._series_source(str(item.get("source", ""))):
             seg = self._write_dicom_seg(labels, item, written)
             row.update(seg, note="; ".join(n for n in (note, seg.get("note", "")) if n))
         return row
@@ -118,12 +119,25 @@ class LabelMapWriter:
 
         path = nifti.with_name(nifti.name[: -len(".nii.gz")] + ".dcm")
         try:
-            write_dicom_seg(np.asarray(labels[0]), np.asarray(labels.meta["affine"], dtype=np.float64), item["source"], path,
+            write_dicom_seg(np.asarray(labels[0]), np.asarray(labels.meta["affine"], dtype=np.float64),
+                            self._series_source(str(item["source"])), path,
                             self.class_names)
         except Exception as error:  # e.g. highdicom missing, or a series geometry it refuses
             logger.warning("DICOM SEG for %s not written: %s", item["file"], error)
             return {"note": f"DICOM SEG not written: {' '.join(str(error).split())[:200]}"}
         return {"dicom_seg": str(path.relative_to(self.output_dir))}
+
+    @staticmethod
+    def _series_source(source: str) -> str | list[str] | None:
+        """The DICOM series an item was read from: its folder, or its files (a JSON list) when the
+        folder held several series; ``None`` for anything else (a NIfTI file, a single DICOM file)."""
+        if source.startswith("["):
+            try:
+                files = json.loads(source)
+            except json.JSONDecodeError:
+                return None
+            return [str(f) for f in files] if isinstance(files, list) and files else None
+        return source if source and Path(source).is_dir() else None
 
     def _columns(self) -> list[str]:
         return [c.lower().replace(" ", "_") for c in self.class_names]
