@@ -6,8 +6,9 @@ data and augmentation. A label fraction hides labels, never images: every method
 training image, the labels of the fraction only, and the same number of optimizer steps.
 A cell is ``python -m monai.bundle run training`` with ``bundles/methods/<m>.yaml`` merged on
 the bundle's ``train.yaml``, is one FINISHED MLflow run in one experiment, and is
-scored on the held-out test split with the exported student. ``linear_probe`` (the frozen
-teacher with a logistic-regression head, the reference) is fitted and scored in-process.
+scored on the held-out test split its training saved (``models/datalist.json``) with the
+exported student. ``linear_probe`` (the frozen teacher with a logistic-regression head, the
+reference) is fitted and scored in-process.
 
 Example:
     python scripts/compare.py --bundle rd_classification_2d --methods student kd rd \\
@@ -24,8 +25,10 @@ method and fraction, RD minus each method paired by seed with a 95 % interval) a
 ``OUT/results.png``; MLflow data goes to ``OUT/mlruns.db`` unless
 ``--tracking_uri`` says otherwise. Cells run one after another, ``--jobs N`` at a time, or as Ray
 tasks on a local instance or a cluster (``--executor ray [--address ...]``). A grid
-started again with the same ``--out`` (same MLflow experiment) skips the cells whose run is
-FINISHED with the same parameters and only scores them again.
+started again with the same ``--out`` (same MLflow experiment) skips the cells trained with the
+same digest (the method, every override, ``--dataset_dir`` and ``--set`` values included, and
+the items of the datalist) and only scores them again; every other cell trains again.
+``results.csv``, ``.md`` and ``.png`` are replaced atomically.
 """
 
 from __future__ import annotations

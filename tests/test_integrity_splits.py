@@ -174,3 +174,95 @@ def test_bundle_training_saves_its_split_and_evaluate_scores_it_after_the_folder
     metrics = json.loads((out / "test" / "metrics.json").read_text())
     assert metrics["datalist"] == str(tmp_path / "models" / TRAINED_SPLIT)
     assert metrics["num_samples"] == len(trained_test) == 6
+
+
+def _fake_grid(tmp_path, monkeypatch):
+    """``compare.run_grid`` with each cell's training replaced by what a bundle run leaves (its
+    split beside the model, a FINISHED MLflow run with the parameters the bundle logs) and its
+    scoring by a fixed row: the grid's decision to reuse or retrain a cell runs for real.
+    Returns ``run(*argv) -> names of the cells trained``."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import compare
+    from comparison import grid
+
+    from rd_components.utils import resolve_datalist
+
+    trained: list[str] = []
+
+    def train(args, method, seed, fraction, cell, common, threads):
+        trained.append(cell)
+        cell_dir = args.out / "cells" / cell
+        save_trained_split(resolve_datalist(common["dataset_dir"], cell_dir, seed, spatial_dims=2), cell_dir / "models")
+        client = mlflow.MlflowClient(tracking_uri=common["tracking_uri"])
+        run_id = client.create_run(client.get_experiment_by_name(common["experiment_name"]).experiment_id,
+                                   run_name=cell).info.run_id
+        logged = {"method": method, "seed": seed, "label_fraction": fraction,
+                  **{k: v for k, v in common.items() if k in ("epochs", "temperature", "patch_size", "batch_size")}}
+        client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in logged.items()])
+        client.set_terminated(run_id, "FINISHED")
+        return cell_dir / "models"
+
+    def score(args, client, experiment, common, method, seed, fraction, cell, threads=None):
+        return {"bundle": args.bundle, "method": method, "seed": seed, "label_fraction": fraction, "accuracy": 0.5,
+                "macro_f1": 0.5, "auc": 0.5, "params": 1, "latency_ms": 1.0, "run_id": "x"}
+
+    monkeypatch.setattr(grid, "run_cell", train)
+    monkeypatch.setattr(grid, "score_cell", score)
+
+    def run(*argv):
+        trained.clear()
+        args = compare.parse_args(["--methods", "student", "kd", "--seeds", "0", "--label_fractions", "1.0",
+                                   "--epochs", "1", "--out", str(tmp_path / "out"), "--experiment_name", "cmp", *argv])
+        args.out.mkdir(exist_ok=True)
+        grid.run_grid(args)
+        return sorted(trained)
+
+    return run
+
+
+def test_grid_restarted_with_other_dataset_dir_or_set_value_retrains_every_cell(tmp_path, monkeypatch, capsys):
+    """A grid restarted with the same --out reuses a FINISHED cell only when it was started with
+    every same parameter (--dataset_dir, --set values included) on the same data items."""
+    run = _fake_grid(tmp_path, monkeypatch)
+    _add_images(tmp_path / "a", 0, 5)
+    _add_images(tmp_path / "b", 0, 5, seed=7)
+    cells = ["kd-f1-s0", "student-f1-s0"]
+    first = ("--dataset_dir", str(tmp_path / "a"), "--set", "temperature=4.0")
+    assert run(*first) == cells
+    assert run(*first) == []  # the same grid again: every cell reused
+    assert "0 to train, 2 already FINISHED" in capsys.readouterr().out
+    assert run("--dataset_dir", str(tmp_path / "b"), "--set", "temperature=4.0") == cells
+    assert "2 to train (2 of them trained before with other parameters or data)" in capsys.readouterr().out
+    assert run("--dataset_dir", str(tmp_path / "b"), "--set", "temperature=2.0") == cells
+    assert run("--dataset_dir", str(tmp_path / "b"), "--set", "temperature=2.0") == []
+    # back to the first settings: their MLflow runs still exist, but the models in the cells'
+    # folders are those trained since, so every cell trains again
+    assert run(*first) == cells
+
+
+def test_grid_restarted_after_the_data_folder_changed_retrains_every_cell(tmp_path, monkeypatch):
+    """Same --dataset_dir, other items in it (images added): the cells' splits differ, retrain."""
+    run = _fake_grid(tmp_path, monkeypatch)
+    _add_images(tmp_path / "a", 0, 5)
+    argv = ("--dataset_dir", str(tmp_path / "a"))
+    assert run(*argv) == ["kd-f1-s0", "student-f1-s0"]
+    _add_images(tmp_path / "a", 5, 3)
+    assert run(*argv) == ["kd-f1-s0", "student-f1-s0"]
+    assert run(*argv) == []
+
+
+def test_compare_results_csv_is_replaced_atomically(tmp_path, monkeypatch):
+    """results.csv is written to a temporary file and renamed: a reader (or a kill) never sees half of it."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import os
+
+    from comparison import tables
+
+    replaced = []
+    real_replace = os.replace
+    monkeypatch.setattr(tables.os, "replace", lambda src, dst: (replaced.append(str(dst)), real_replace(src, dst)))
+    rows = [{"bundle": "b", "method": "rd", "seed": 0, "label_fraction": 0.1, "accuracy": 0.5}]
+    tables.write_csv(rows, tmp_path / "results.csv")
+    assert replaced == [str(tmp_path / "results.csv")]
+    assert list(csv.DictReader(open(tmp_path / "results.csv")))[0]["method"] == "rd"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]

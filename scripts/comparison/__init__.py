@@ -1,8 +1,9 @@
 """Modules of ``scripts/compare.py``, one job each.
 
 - ``cells``: one cell (method, seed, label fraction): its overrides, its training as a
-  ``python -m monai.bundle run training`` subprocess, and grid resume (the FINISHED MLflow run
-  with the same parameters that stands for an already trained cell).
+  ``python -m monai.bundle run training`` subprocess, and grid resume (a cell is reused only
+  when its recorded digest, over every override and its datalist's items, is the one it would
+  be started with now, and a FINISHED MLflow run carries it).
 - ``scoring``: a trained classification cell scored on the held-out test split (the exported
   student, its teacher branch), or the linear probe fitted and scored in-process; one results row.
 - ``segmentation``: a trained segmentation cell scored by the bundle's own ``evaluate.yaml``

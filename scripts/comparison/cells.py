@@ -2,12 +2,17 @@
 
 A cell is ``python -m monai.bundle run training`` with ``bundles/methods/<method>.yaml`` merged on
 the bundle's ``train.yaml``, in its own process, and is one FINISHED MLflow run named after the
-cell. A grid started again finds that run (same name, same parameters) and skips the training.
+cell. Its *digest* (:func:`cell_digest`) covers everything it was started with: the method, every
+override (``--dataset_dir`` and ``--set`` values included) and the items of the datalist it
+trained on. After training, the grid tags the run ``cell_digest`` and records the digest beside
+the cell's model (``OUT/cells/<cell>/cell.json``). A grid started again skips a cell only when
+both hold the digest it would start the cell with now; any other cell trains again.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -19,8 +24,13 @@ from . import REPO, method_overlay
 
 # a cell key: (label fraction, seed, method), in the grid's order (fractions outermost)
 Cell = tuple[float, int, str]
-# overrides a restarted cell's FINISHED run must share with the grid, besides method, seed and fraction
-RESUME_KEYS = ("epochs", "task", "label_set", "augment", "batch_size", "learning_rate", "data_format", "teacher", "student")
+# overrides that say where a cell's outputs and records go, not what it trains: left out of its digest
+LOCATION_KEYS = ("output_dir", "ckpt_dir", "feature_cache_dir", "tracking_uri", "experiment_name", "run_name",
+                 "registered_model_name")
+# the cell's record beside its model folder: the digest of what its model was trained with, and its run
+CELL_RECORD = "cell.json"
+# the MLflow tag holding a cell run's digest
+DIGEST_TAG = "cell_digest"
 
 
 def _value(text: str) -> Any:
@@ -88,29 +98,83 @@ def run_cell(args: argparse.Namespace, method: str, seed: int, fraction: float, 
     return Path(overrides["ckpt_dir"])
 
 
-def expected_params(cell: Cell, common: dict[str, Any]) -> dict[str, Any]:
-    """MLflow parameters a FINISHED run must have to stand for ``cell`` in a restarted grid."""
+def cell_digest(method: str, overrides: dict[str, Any], datalist_digest: str) -> str:
+    """sha256 of what a cell is started with: its method, every override but the locations
+    (:data:`LOCATION_KEYS`), and the items digest of its datalist
+    (:func:`rd_components.data.datalist_digest`)."""
+    what = {"method": method, "overrides": {k: v for k, v in overrides.items() if k not in LOCATION_KEYS},
+            "datalist": datalist_digest}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def expected_digest(args: argparse.Namespace, common: dict[str, Any], cell: Cell, datalist_digest: str) -> str:
+    """The digest of ``cell`` started now with the grid's overrides on a datalist of ``datalist_digest``."""
     fraction, seed, method = cell
-    return {"method": method, "seed": seed, "label_fraction": fraction, **{k: common[k] for k in RESUME_KEYS if k in common}}
+    return cell_digest(method, cell_overrides(args, seed, fraction, cell_name(cell), common), datalist_digest)
 
 
-def finished_run(client: Any, experiment: str, cell: str, expected: dict[str, Any]) -> str | None:
-    """Id of a FINISHED run named ``cell`` whose parameters match ``expected``, if any (grid resume).
+def trained_digest(args: argparse.Namespace, common: dict[str, Any], cell: Cell) -> str | None:
+    """The digest of the cell just trained, from the split its training saved beside its model;
+    ``None`` when there is none."""
+    from rd_components.data import trained_split_digest
+
+    split = trained_split_digest(args.out / "cells" / cell_name(cell) / "models")
+    return None if split is None else expected_digest(args, common, cell, split)
+
+
+def recorded_digest(args: argparse.Namespace, cell: str) -> str | None:
+    """The digest recorded beside the model of ``cell`` (a cell name) after its training; ``None`` when none is."""
+    path = args.out / "cells" / cell / CELL_RECORD
+    return json.loads(path.read_text()).get("digest") if path.is_file() else None
+
+
+def record_cell(args: argparse.Namespace, cell: str, digest: str, run_id: str) -> None:
+    """Record, beside the model of ``cell``, the digest it was trained with and its MLflow run (atomically)."""
+    from .tables import replace_file
+
+    text = json.dumps({"digest": digest, "run_id": run_id}, indent=1) + "\n"
+    replace_file(args.out / "cells" / cell / CELL_RECORD, lambda tmp: tmp.write_text(text))
+
+
+def forget_cell(args: argparse.Namespace, cell: str) -> None:
+    """Remove the record of ``cell`` before it trains again: a training stopped halfway leaves a
+    model that no digest vouches for, so a later start trains it again."""
+    (args.out / "cells" / cell / CELL_RECORD).unlink(missing_ok=True)
+
+
+def _finished_runs(client: Any, experiment: str, cell: str, digest: str | None = None) -> list[Any]:
+    """FINISHED runs named ``cell`` (tagged ``digest`` when given), the latest first."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    query = f"attributes.run_name = '{cell}' and attributes.status = 'FINISHED'"
+    if digest is not None:
+        query += f" and tags.{DIGEST_TAG} = '{digest}'"
+    return client.search_runs([exp.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"])
+
+
+def finished_run(client: Any, experiment: str, cell: str, digest: str | None) -> str | None:
+    """Id of the FINISHED run named ``cell`` tagged with ``digest``, if any (grid resume, scoring).
 
     Args:
         client: ``mlflow.MlflowClient`` of the grid's tracking URI.
         experiment: the grid's MLflow experiment (one per output folder).
         cell: the cell's run name (:func:`cell_name`).
-        expected: parameters the run must have logged (:func:`expected_params`).
+        digest: the cell's digest (:func:`cell_digest`); ``None`` finds nothing.
     """
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
+    runs = [] if digest is None else _finished_runs(client, experiment, cell, digest)
+    return runs[0].info.run_id if runs else None
+
+
+def tag_trained_run(client: Any, experiment: str, cell: str, digest: str) -> str | None:
+    """Tag with ``digest`` the run of the training of ``cell`` that just ended: the latest FINISHED
+    run of that name, which no digest tags yet (one that does is an earlier training's: the one
+    that just ended left no run). Its id, or ``None``."""
+    runs = _finished_runs(client, experiment, cell)
+    if not runs or DIGEST_TAG in runs[0].data.tags:
         return None
-    runs = client.search_runs([exp.experiment_id], filter_string=f"attributes.run_name = '{cell}' and attributes.status = 'FINISHED'")
-    for run in runs:
-        if all(_same(run.data.params.get(k), v) for k, v in expected.items()):
-            return run.info.run_id
-    return None
+    client.set_tag(runs[0].info.run_id, DIGEST_TAG, digest)
+    return runs[0].info.run_id
 
 
 def retire_stale_runs(client: Any, experiment: str, cell: str) -> list[str]:
@@ -128,20 +192,6 @@ def retire_stale_runs(client: Any, experiment: str, cell: str) -> list[str]:
     for run in runs:
         client.update_run(run.info.run_id, status="KILLED", name=f"{cell}-stale-{run.info.run_id[:8]}")
     return [run.info.run_id for run in runs]
-
-
-def _same(logged: str | None, value: Any) -> bool:
-    """A logged MLflow parameter (a string) against an override value."""
-    if logged is None:
-        return False
-    if isinstance(value, bool):
-        return logged.lower() == str(value).lower()
-    if isinstance(value, (int, float)):
-        try:
-            return float(logged) == float(value)
-        except ValueError:
-            return False
-    return logged == str(value)
 
 
 def best_metric(client: Any, run_id: str, key: str) -> float:

@@ -1,8 +1,10 @@
 """The grid: every (label fraction, seed, method) cell trained ``--jobs`` at a time, each scored as
 it finishes, then the results files and an MLflow ``summary`` run.
 
-Cells whose FINISHED run an earlier start left in the experiment are not trained again, only
-scored; the unfinished runs of a killed start are retired, so a retrained cell gets a fresh run.
+Cells that an earlier start trained with the same digest (every override, ``--dataset_dir`` and
+``--set`` values included, and the same datalist items; see :mod:`.cells`) are not trained again,
+only scored; every other cell trains again. The unfinished runs of a killed start are retired,
+so a retrained cell gets a fresh run.
 The linear probe is fitted last, in this process, on the by then warm teacher cache.
 """
 
@@ -14,9 +16,10 @@ from concurrent.futures import as_completed
 from typing import Any
 
 from . import PROBE, reads_feature_cache
-from .cells import Cell, bundle_overrides, cell_name, expected_params, finished_run, retire_stale_runs, run_cell
+from .cells import (Cell, bundle_overrides, cell_name, expected_digest, finished_run, forget_cell, record_cell,
+                    recorded_digest, retire_stale_runs, run_cell, tag_trained_run, trained_digest)
 from .executors import cell_executor
-from .scoring import score_cell
+from .scoring import datalist_digest_now, score_cell
 from .tables import describe, write_csv, write_outputs
 
 
@@ -52,6 +55,33 @@ def training_order(cells: list[Cell], jobs: int, reads_cache: dict[str, bool]) -
     return readers[:1] + others + readers[1:]
 
 
+def reusable_run(args: argparse.Namespace, client: Any, experiment: str, common: dict[str, Any], cell: Cell,
+                 cache: dict[str, str]) -> str | None:
+    """The FINISHED run that stands for ``cell`` in a restarted grid, or ``None`` (train it).
+
+    The digest recorded beside the cell's model must equal the digest the cell would be started
+    with now (same overrides, same datalist items: ``cache`` holds the datalist digests), and a
+    FINISHED run must carry it. The data is resolved only for cells an earlier start trained.
+    """
+    name = cell_name(cell)
+    recorded = recorded_digest(args, name)
+    if recorded is None:
+        return None
+    fraction, seed, method = cell
+    if recorded != expected_digest(args, common, cell, datalist_digest_now(args, common, method, seed, fraction, cache)):
+        return None
+    return finished_run(client, experiment, name, recorded)
+
+
+def record_training(args: argparse.Namespace, client: Any, experiment: str, common: dict[str, Any], cell: Cell) -> None:
+    """After ``cell`` trained: tag its run with its digest (from the split its training saved) and
+    record the digest beside its model, so that a restarted grid can reuse it."""
+    digest = trained_digest(args, common, cell)
+    run_id = None if digest is None else tag_trained_run(client, experiment, cell_name(cell), digest)
+    if run_id is not None:
+        record_cell(args, cell_name(cell), digest, run_id)
+
+
 def run_grid(args: argparse.Namespace) -> None:
     """Train and score every cell of the grid; write ``OUT/results.*`` and print the markdown table."""
     import mlflow
@@ -64,10 +94,14 @@ def run_grid(args: argparse.Namespace) -> None:
         client.create_experiment(experiment)
     cells: list[Cell] = [(f, s, m) for f in args.label_fractions for s in args.seeds for m in args.methods]
     names = {c: cell_name(c) for c in cells}
-    done = {c: finished_run(client, experiment, names[c], expected_params(c, common)) for c in cells if c[2] != PROBE}
+    datalist_digests: dict[str, str] = {}
+    done = {c: reusable_run(args, client, experiment, common, c, datalist_digests) for c in cells if c[2] != PROBE}
     to_train = [c for c in cells if c[2] != PROBE and done[c] is None]
     skipped = len(cells) - len(to_train) - sum(c[2] == PROBE for c in cells)
+    # trained by an earlier start with other overrides or on other data items: never reused
+    changed = sum(recorded_digest(args, names[c]) is not None for c in to_train)
     print(f"{len(cells)} cells: {len(to_train)} to train"
+          + (f" ({changed} of them trained before with other parameters or data)" if changed else "")
           + (f", {skipped} already FINISHED in MLflow (skipped)" if skipped else "")
           + (f", {args.jobs} at a time" if args.jobs > 1 else "")
           + (" as Ray tasks" if args.executor == "ray" else ""), flush=True)
@@ -78,6 +112,7 @@ def run_grid(args: argparse.Namespace) -> None:
     # (idle OpenMP threads spin on a busy machine and take cycles from the training cells)
     torch.set_num_threads(threads)
     for cell in to_train:
+        forget_cell(args, names[cell])  # its model is replaced now: until it is recorded again, nothing vouches for it
         stale = retire_stale_runs(client, experiment, names[cell])
         if stale:
             print(f"    {names[cell]}: {len(stale)} unfinished run(s) of an earlier start renamed "
@@ -107,6 +142,7 @@ def run_grid(args: argparse.Namespace) -> None:
                 failed[cell] = err
                 print(f"[{index}/{len(to_train)}] FAILED {names[cell]}: {err}", flush=True)
                 continue
+            record_training(args, client, experiment, common, cell)  # before the line: "trained" means reusable
             print(f"[{index}/{len(to_train)}] trained {names[cell]}", flush=True)
             score_and_record(cell)
     for cell in cells:  # the linear probe, fitted here on the now warm teacher cache

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import PROBE, REPO, bundle_kind, method_overlay
-from .cells import best_metric, expected_params, finished_run
+from .cells import DIGEST_TAG, best_metric, expected_digest, finished_run, recorded_digest
 
 if TYPE_CHECKING:
     import numpy as np
@@ -155,6 +155,24 @@ def linear_probe_cell(parser: ConfigParser) -> dict[str, float]:
             "latency_ms": float("nan"), "teacher_accuracy": metrics["accuracy"]}
 
 
+def datalist_digest_now(args: argparse.Namespace, common: dict[str, Any], method: str, seed: int, fraction: float,
+                        cache: dict[str, str]) -> str:
+    """Items digest of the datalist a cell started now would train on (the bundle's resolution).
+
+    ``cache``: digests by the datalist expression and the values it reads, so a grid resolves
+    its data once per distinct setting (per seed for a split drawn from the user's folder).
+    """
+    from rd_components.data import datalist_digest
+
+    parser = load_bundle(args, common, method, seed, fraction)
+    raw = parser.get("datalist")
+    refs = sorted(set(re.findall(r"@([\w#]+)", json.dumps(raw, default=str))))
+    key = json.dumps([raw, {r: parser.get_parsed_content(r) for r in refs}], sort_keys=True, default=str)
+    if key not in cache:
+        cache[key] = datalist_digest(parser.get_parsed_content("datalist"))
+    return cache[key]
+
+
 def task_name(parser: ConfigParser) -> str:
     """``<task>[_<label_set>]_<spatial_dims>d``, e.g. ``colin27_aal_lobe_2d``."""
     label_set = parser.get_parsed_content("label_set")
@@ -162,15 +180,16 @@ def task_name(parser: ConfigParser) -> str:
     return "_".join(str(p) for p in (parser.get_parsed_content("task"), label_set) if p) + f"_{dims}d"
 
 
-def _probe_run(client: Any, experiment: str, cell: str, params: dict[str, Any]) -> str:
-    """The probe's MLflow run: the FINISHED one of an earlier start, else a new one with ``params``."""
+def _probe_run(client: Any, experiment: str, cell: str, params: dict[str, Any], digest: str) -> str:
+    """The probe's MLflow run: the FINISHED one of an earlier start with the same ``digest``
+    (same overrides, same data), else a new one with ``params``, tagged with ``digest``."""
     import mlflow
 
-    run_id = finished_run(client, experiment, cell, params)  # a restarted grid reuses the probe's run
+    run_id = finished_run(client, experiment, cell, digest)  # a restarted grid reuses the probe's run
     if run_id is None:
         experiment_id = client.get_experiment_by_name(experiment)
         experiment_id = experiment_id.experiment_id if experiment_id else client.create_experiment(experiment)
-        run_id = client.create_run(experiment_id, run_name=cell).info.run_id
+        run_id = client.create_run(experiment_id, run_name=cell, tags={DIGEST_TAG: digest}).info.run_id
         client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()])
     return run_id
 
@@ -192,16 +211,20 @@ def score_cell(args: argparse.Namespace, client: Any, experiment: str, common: d
     parser = load_bundle(args, common, method, seed, fraction)
     num_classes = parser.get_parsed_content("num_classes")
     if method == PROBE:
+        from rd_components.data import datalist_digest
+
         metrics = linear_probe_cell(parser)
-        run_id = _probe_run(client, experiment, cell, {"method": method, "seed": seed, "label_fraction": fraction})
+        digest = expected_digest(args, common, (fraction, seed, method), datalist_digest(parser.get_parsed_content("datalist")))
+        run_id = _probe_run(client, experiment, cell, {"method": method, "seed": seed, "label_fraction": fraction}, digest)
     else:
         ckpt = args.out / "cells" / cell / "models"
         items = test_items(parser, cell_datalist(parser, ckpt))
         metrics = evaluate_student(ckpt / "model.ts", items, num_classes)
         metrics["teacher_accuracy"] = teacher_branch_test_accuracy(parser, ckpt, items)
-        run_id = finished_run(client, experiment, cell, expected_params((fraction, seed, method), common))
+        run_id = finished_run(client, experiment, cell, recorded_digest(args, cell))
         if run_id is None:
-            raise RuntimeError(f"cell {cell}: no FINISHED MLflow run found after training")
+            raise RuntimeError(f"cell {cell}: no FINISHED MLflow run tagged with the digest of its training "
+                               f"({args.out / 'cells' / cell / 'cell.json'})")
         metrics["teacher_val_accuracy"] = best_metric(client, run_id, "teacher_val_accuracy")
     for key in ("accuracy", "macro_f1", "auc", "latency_ms", "teacher_accuracy"):
         if metrics[key] == metrics[key]:  # skip NaN

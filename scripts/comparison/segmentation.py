@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import REPO, method_overlay
-from .cells import best_metric, cell_overrides, expected_params, finished_run, run_bundle
+from .cells import best_metric, cell_overrides, finished_run, recorded_digest, run_bundle
 
 
 def score_segmentation_cell(args: argparse.Namespace, client: Any, experiment: str, common: dict[str, Any], method: str,
@@ -40,9 +40,10 @@ def score_segmentation_cell(args: argparse.Namespace, client: Any, experiment: s
     figures = read_segmentation_metrics(eval_dir)
     dice = {"mean": figures["mean_dice"], **figures["dice_per_class"]}
     hd95 = {"mean": figures["hd95"]}
-    run_id = finished_run(client, experiment, cell, expected_params((fraction, seed, method), common))
+    run_id = finished_run(client, experiment, cell, recorded_digest(args, cell))
     if run_id is None:
-        raise RuntimeError(f"cell {cell}: no FINISHED MLflow run found after training")
+        raise RuntimeError(f"cell {cell}: no FINISHED MLflow run tagged with the digest of its training "
+                           f"({cell_dir / 'cell.json'})")
     client.log_metric(run_id, "test_mean_dice", dice["mean"])
     client.log_metric(run_id, "test_hd95", hd95["mean"])
     run = client.get_run(run_id)

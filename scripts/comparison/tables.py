@@ -9,7 +9,10 @@ seed and label fraction, with a 95 % t-interval.
 from __future__ import annotations
 
 import csv
+import io
+import os
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,13 +115,25 @@ def read_rows(paths: list[Path]) -> list[dict[str, Any]]:
     return rows
 
 
+def replace_file(path: Path, write: Callable[[Path], Any]) -> None:
+    """Write ``path`` by ``write(temporary path)`` in its folder, then ``os.replace``: a reader, or
+    a grid killed while writing, sees the previous file or the complete new one, never half of one."""
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # same suffix: matplotlib picks the format from it
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    """One row per cell; the columns are the union over rows (merged grids may differ)."""
+    """One row per cell; the columns are the union over rows (merged grids may differ). Replaced atomically."""
     fields = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=fields, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    replace_file(path, lambda tmp: tmp.write_text(text.getvalue(), newline=""))
 
 
 def write_outputs(rows: list[dict[str, Any]], out: Path, title: str) -> str:
@@ -127,8 +142,8 @@ def write_outputs(rows: list[dict[str, Any]], out: Path, title: str) -> str:
     table = summarise(rows)
     if any(r["method"] == result_kind(rows).reference for r in rows) and len({r["method"] for r in rows}) > 1:
         table += "\nPaired by seed:\n\n" + paired_differences(rows)
-    (out / "results.md").write_text(f"{title}\n\n" + table)
-    plot(rows, out / "results.png")
+    replace_file(out / "results.md", lambda tmp: tmp.write_text(f"{title}\n\n" + table))
+    replace_file(out / "results.png", lambda tmp: plot(rows, tmp))
     return table
 
 
