@@ -6,15 +6,14 @@ source, the teacher linear probe), ``engines`` (RDTrainer and RDEvaluator), ``ha
 (checkpoints and resume, reports, export, MLflow registry), ``data`` (embedded real datasets,
 datalists, transform presets). ``data``, ``foundation``, ``losses`` and ``networks`` never import
 ``engines`` or ``handlers``. Importing the package imports all of them, so bundle
-configs can write ``$import rd_components`` and then ``rd_components.data.X``.
+configs can write ``$import rd_components`` and then ``rd_components.data.X``. Importing it changes
+nothing else: the bundles' ``initialize`` blocks install the one-line error handler
+(:func:`rd_components.utils.install_one_line_errors`).
 """
 
 from . import data, engines, foundation, handlers, losses, networks, overrides, privacy, tracking, utils
 
 __version__ = "0.1.0"
 
-# a user mistake (bad data path or datalist, unknown teacher, bad input files) ends a bundle run
-# with one line instead of MONAI's config-evaluation traceback
-utils.install_one_line_errors()
 
 __all__ = ["data", "engines", "foundation", "handlers", "losses", "networks", "overrides", "privacy", "tracking", "utils"]

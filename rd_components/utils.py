@@ -12,6 +12,8 @@ from typing import Any
 
 import torch.distributed as dist
 
+from .privacy import redact_paths
+
 __all__ = ["bundle_root", "running_workflow", "default_data_dir", "unique_run_name", "is_rank0", "read_datalist_info", "class_names",
            "resolve_datalist", "install_one_line_errors", "read_segmentation_metrics"]
 
@@ -218,7 +220,9 @@ def write_executed_config(folder: str | os.PathLike) -> str | None:
         return None
     path = Path(folder) / "executed_config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    ConfigParser.export_config_file(workflow.parser.get(), str(path), fmt="json", indent=2)
+    # absolute paths (a PACS export folder may be named after the patient) become digests,
+    # credentials in URIs are masked: the file is uploaded to MLflow
+    ConfigParser.export_config_file(redact_paths(workflow.parser.get()), str(path), fmt="json", indent=2)
     return str(path)
 
 

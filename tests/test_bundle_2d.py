@@ -9,7 +9,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-import torch
 from bundle_helpers import bundle_configs, copy_bundle, run_bundle
 from pydicom.data import get_testdata_file
 

@@ -172,7 +172,7 @@ def test_unwritable_teacher_card_folder_warns_and_the_teacher_still_answers(tmp_
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(lazy_teacher.tempfile, "mkstemp", full_disk)
+    monkeypatch.setattr(lazy_teacher, "atomic_write_text", full_disk)
     teacher = _lazy(tmp_path / "cards", _checkpoint(tmp_path / "w.pt", 0))
     with caplog.at_level(logging.WARNING):
         shape = teacher.feature_shape((20, 20))  # builds the teacher, then fails to write its card

@@ -258,9 +258,11 @@ def test_compare_results_csv_is_replaced_atomically(tmp_path, monkeypatch):
 
     from comparison import tables
 
+    from rd_components import atomic
+
     replaced = []
     real_replace = os.replace
-    monkeypatch.setattr(tables.os, "replace", lambda src, dst: (replaced.append(str(dst)), real_replace(src, dst)))
+    monkeypatch.setattr(atomic.os, "replace", lambda src, dst: (replaced.append(str(dst)), real_replace(src, dst)))
     rows = [{"bundle": "b", "method": "rd", "seed": 0, "label_fraction": 0.1, "accuracy": 0.5}]
     tables.write_csv(rows, tmp_path / "results.csv")
     assert replaced == [str(tmp_path / "results.csv")]

@@ -16,10 +16,11 @@ import hashlib
 import json
 import logging
 import os
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from ..atomic import atomic_write_text
 
 __all__ = ["TRAINED_SPLIT", "TrainedSplitSaver", "datalist_digest", "items_digest", "save_trained_split",
            "trained_datalist", "trained_split_digest"]
@@ -68,18 +69,6 @@ def datalist_digest(path: str | os.PathLike) -> str:
     return items_digest(_read(Path(path)))
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in its folder and ``os.replace``:
-    readers (and ranks writing the same file) see the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_trained_split(datalist: str | os.PathLike | dict, ckpt_dir: str | os.PathLike,
                        source: str | os.PathLike | None = None) -> str:
     """Write the datalist a run trains on to ``<ckpt_dir>/datalist.json``; return its path.
@@ -100,7 +89,7 @@ def save_trained_split(datalist: str | os.PathLike | dict, ckpt_dir: str | os.Pa
     target = Path(ckpt_dir) / TRAINED_SPLIT
     text = json.dumps(content, indent=1) + "\n"
     if not (target.is_file() and target.read_text() == text):
-        _atomic_write(target, text)
+        atomic_write_text(target, text)
     return str(target)
 
 

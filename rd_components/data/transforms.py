@@ -270,7 +270,6 @@ def classification_transforms(spatial_dims: int, patch_size: int | Sequence[int]
         Compose,
         EnsureChannelFirstd,
         EnsureTyped,
-        RandFlipd,
         Resized,
         ScaleIntensityRanged,
     )

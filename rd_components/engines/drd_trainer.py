@@ -9,7 +9,7 @@ from monai.utils import convert_to_tensor
 from torch import nn
 
 from ..foundation.teacher_features import TeacherFeatureSource
-from ..networks.segmentation import DeepReprogrammer, SegmentationStudent
+from ..networks.segmentation import SegmentationStudent
 from .rd_trainer import RDTrainer
 
 __all__ = ["DRDTrainer", "DRDBranches", "DRD_LOSS_TERMS", "labeled_mask"]

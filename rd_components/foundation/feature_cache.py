@@ -6,13 +6,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..atomic import atomic_write
 
 __all__ = ["TeacherFeatureCache", "warn_unwritable_cache"]
 
@@ -145,15 +146,8 @@ class TeacherFeatureCache:
 
     @staticmethod
     def _write(path: Path, stored: dict[str, torch.Tensor]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(stored, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        # atomic: concurrent ranks and cells may write the same entry; each write is complete
+        atomic_write(path, lambda tmp: save_file(stored, str(tmp)))
 
     def lookup_batch(self, sample_ids: Sequence[str], views: Sequence[int]) -> tuple[list[str], list[Any]]:
         """Keys and cached features (``None`` for misses) of a batch."""

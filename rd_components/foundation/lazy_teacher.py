@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..atomic import atomic_write_text
 from .base import FrozenTeacher
 from .feature_cache import warn_unwritable_cache
 
@@ -117,16 +117,8 @@ class LazyTeacher(nn.Module):
 
     def _save_card(self, card: dict[str, Any]) -> None:
         assert self.card_path is not None
-        self.card_path.parent.mkdir(parents=True, exist_ok=True)
         # atomic: concurrent cells may write the same card; each write is complete
-        fd, tmp = tempfile.mkstemp(dir=self.card_path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(card, f, indent=1, sort_keys=True)
-            os.replace(tmp, self.card_path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_write_text(self.card_path, json.dumps(card, indent=1, sort_keys=True))
 
     # ----------------------------------------------------------------- building
     @property

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rd_components.atomic import atomic_write
+
 from . import REPO, method_overlay
 
 # a cell key: (label fraction, seed, method), in the grid's order (fractions outermost)
@@ -130,10 +132,9 @@ def recorded_digest(args: argparse.Namespace, cell: str) -> str | None:
 
 def record_cell(args: argparse.Namespace, cell: str, digest: str, run_id: str) -> None:
     """Record, beside the model of ``cell``, the digest it was trained with and its MLflow run (atomically)."""
-    from .tables import replace_file
 
     text = json.dumps({"digest": digest, "run_id": run_id}, indent=1) + "\n"
-    replace_file(args.out / "cells" / cell / CELL_RECORD, lambda tmp: tmp.write_text(text))
+    atomic_write(args.out / "cells" / cell / CELL_RECORD, lambda tmp: tmp.write_text(text))
 
 
 def forget_cell(args: argparse.Namespace, cell: str) -> None:

@@ -15,6 +15,8 @@ import os
 from concurrent.futures import as_completed
 from typing import Any
 
+from rd_components.tracking import credentials_to_environment
+
 from . import PROBE, reads_feature_cache
 from .cells import (Cell, bundle_overrides, cell_name, expected_digest, finished_run, forget_cell, record_cell,
                     recorded_digest, retire_stale_runs, run_cell, tag_trained_run, trained_digest)
@@ -26,6 +28,9 @@ from .tables import describe, write_csv, write_outputs
 def grid_settings(args: argparse.Namespace) -> tuple[str, str, dict[str, Any]]:
     """Tracking URI, experiment name and the overrides shared by every cell."""
     tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{args.out / 'mlruns.db'}"
+    # user:password in the URI move to MLflow's environment variables, which the cells inherit:
+    # MLflow prints its URI, and a cell's command line is visible to every user of the machine
+    tracking_uri = credentials_to_environment(tracking_uri)
     # one experiment per output folder: a grid started again in the same folder skips its finished cells
     experiment = args.experiment_name or f"compare-{args.bundle}-{args.out.name}"
     common = {**bundle_overrides(args), "tracking_uri": tracking_uri, "experiment_name": experiment,

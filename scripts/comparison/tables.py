@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import statistics
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rd_components.atomic import atomic_write
 
 from . import PROBE
 from .plots import plot
@@ -115,17 +115,6 @@ def read_rows(paths: list[Path]) -> list[dict[str, Any]]:
     return rows
 
 
-def replace_file(path: Path, write: Callable[[Path], Any]) -> None:
-    """Write ``path`` by ``write(temporary path)`` in its folder, then ``os.replace``: a reader, or
-    a grid killed while writing, sees the previous file or the complete new one, never half of one."""
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")  # same suffix: matplotlib picks the format from it
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     """One row per cell; the columns are the union over rows (merged grids may differ). Replaced atomically."""
     fields = list(dict.fromkeys(k for r in rows for k in r))
@@ -133,7 +122,7 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
     writer = csv.DictWriter(text, fieldnames=fields, restval="")
     writer.writeheader()
     writer.writerows(rows)
-    replace_file(path, lambda tmp: tmp.write_text(text.getvalue(), newline=""))
+    atomic_write(path, lambda tmp: tmp.write_text(text.getvalue(), newline=""))
 
 
 def write_outputs(rows: list[dict[str, Any]], out: Path, title: str) -> str:
@@ -142,8 +131,8 @@ def write_outputs(rows: list[dict[str, Any]], out: Path, title: str) -> str:
     table = summarise(rows)
     if any(r["method"] == result_kind(rows).reference for r in rows) and len({r["method"] for r in rows}) > 1:
         table += "\nPaired by seed:\n\n" + paired_differences(rows)
-    replace_file(out / "results.md", lambda tmp: tmp.write_text(f"{title}\n\n" + table))
-    replace_file(out / "results.png", lambda tmp: plot(rows, tmp))
+    atomic_write(out / "results.md", lambda tmp: tmp.write_text(f"{title}\n\n" + table))
+    atomic_write(out / "results.png", lambda tmp: plot(rows, tmp))
     return table
 
 
