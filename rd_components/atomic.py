@@ -2,7 +2,8 @@
 
 A reader, or a run killed while writing, then sees the previous file or the complete new one,
 never a half-written one. The one helper every output writer of the project goes through
-(models, exports, reports, label maps, CSV files, resume checkpoints).
+(models, exports, reports, label maps, CSV files); the training checkpoints (best model, resume)
+are ignite ``Checkpoint`` files written by its ``DiskSaver(atomic=True)``.
 """
 
 from __future__ import annotations

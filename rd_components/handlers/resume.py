@@ -1,11 +1,14 @@
 """Resumable training: the whole training state at every epoch end, written atomically.
 
-The RNG capture/restore, the parameter fingerprint and the atomic write are in
-:mod:`.training_state`; this module holds the handler and the checkpoint reading.
+Saving and restoring are ignite's (``Checkpoint``, ``Checkpoint.load_objects``, an atomic
+``DiskSaver``); the state that has no ``state_dict`` of its own (RNGs, best metrics, MLflow run)
+goes through the small objects of :mod:`.training_state`. This module holds the handler, the
+check of the run's parameters and the checkpoint reading.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -14,19 +17,26 @@ from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint
 
-from ..utils import as_bool
-from .training_state import atomic_torch_save, capture_rng_state, config_fingerprint, restore_rng_state
+from ..overrides import as_bool
+from .export import _AtomicDiskSaver
+from .training_state import BestMetric, MLflowRun, RNGStates, checkpointable
 
-__all__ = ["ResumableCheckpoint", "resumed_run_name", "read_resume_checkpoint"]
+__all__ = ["ResumableCheckpoint", "read_resume_checkpoint", "resumed_run_name"]
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def read_resume_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` (loaded with ``weights_only=True``), or ``None`` if there is none.
+    """The checkpoint at ``path`` (loaded on CPU with ``weights_only=True``), or ``None`` if there is none.
+
+    Returns:
+        ``{"resume": {"format", "completed", "parameters"}, "trainer": ignite Engine.state_dict()
+        (iteration, epoch_length, max_epochs), "trainer_best", "objects": {name: state_dict},
+        "rng", "mlflow": {"run_id", "run_name"}}``.
 
     Raises:
         ValueError: the file exists but cannot be read (one line naming it).
@@ -39,7 +49,7 @@ def read_resume_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
     except Exception as error:
         raise ValueError(f"Resume checkpoint {path} cannot be read ({type(error).__name__}: {error}); "
                          "delete it to start from scratch.") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+    if not isinstance(state, dict) or state.get("resume", {}).get("format") != FORMAT_VERSION:
         raise ValueError(f"Resume checkpoint {path} is not a resume checkpoint of this version; delete it to start from scratch.")
     return state
 
@@ -54,9 +64,21 @@ def resumed_run_name(checkpoint_file: str | os.PathLike, resume: bool) -> str | 
     if not as_bool(resume):
         return None
     state = read_resume_checkpoint(checkpoint_file)
-    if state is None or state.get("completed"):
+    if state is None or state["resume"]["completed"]:
         return None
-    return state.get("mlflow", {}).get("run_name")
+    return state["mlflow"]["run_name"]
+
+
+class _RunRecord:
+    """What the checkpoint says about itself: format, whether its run finished, the run's parameters."""
+
+    def __init__(self, parameters: Any) -> None:
+        # JSON-normalised (values that are not JSON types compared as str), so that a mismatch names its keys
+        self.parameters = json.loads(json.dumps(parameters, sort_keys=True, default=str)) if parameters is not None else {}
+        self.completed = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT_VERSION, "completed": self.completed, "parameters": self.parameters}
 
 
 class ResumableCheckpoint:
@@ -64,19 +86,20 @@ class ResumableCheckpoint:
 
     The checkpoint holds every object in ``objects`` through its ``state_dict`` (student and
     shared classifier, reprogrammer, loss, optimizer, LR scheduler, the best-model
-    ``CheckpointSaver``'s ranking, report histories...), the trainer's epoch and iteration, the
-    validator's best metric, the RNG states of ``torch``, ``numpy``, ``random``, CUDA and of the
-    random training transforms, the MLflow run id and name, and a fingerprint of the run's
-    parameters. It is written to a temporary file and renamed, so a killed run never leaves a
-    half-written checkpoint. A run killed mid-epoch restarts from its last completed epoch and,
-    on CPU with the same seed, ends with the same metrics as an uninterrupted run.
+    ``CheckpointSaver``'s ranking, report histories...), the trainer's iteration and epoch length,
+    the engines' best metric, the RNG states of ``torch``, ``numpy``, ``random``, CUDA and of the
+    random training transforms, the MLflow run id and name, and the run's parameters. ignite's
+    ``Checkpoint`` writes it to a temporary file renamed onto ``checkpoint_file``, so a killed run
+    never leaves a half-written checkpoint. A run killed mid-epoch restarts from its last
+    completed epoch and, on CPU with the same seed, ends with the same metrics as an
+    uninterrupted run.
 
     Attach it first among the trainer's handlers: it restores on ``STARTED`` before the
     others start, and registers its save on ``EPOCH_COMPLETED`` at that moment, so it runs after
     every other epoch handler (validation, LR step, MLflow logging) has finished.
 
     Args:
-        checkpoint_file: path of the checkpoint (``.pt``).
+        checkpoint_file: path of the checkpoint (``.pt``); the only file written.
         objects: name -> object with ``state_dict``/``load_state_dict``; ignite engines other than
             the trainer keep their best metric; ``CheckpointSaver`` keeps its best-model ranking;
             ``None`` values are skipped (handlers disabled on other ranks).
@@ -100,14 +123,14 @@ class ResumableCheckpoint:
         save: bool = True,
     ) -> None:
         self.checkpoint_file = Path(checkpoint_file)
-        self.objects = {k: v for k, v in objects.items() if v is not None}
+        self.objects = {k: checkpointable(v) for k, v in objects.items() if v is not None}
         self.resume = as_bool(resume)
-        self.fingerprint, self.parameters = config_fingerprint(fingerprint)
-        self.mlflow_handler = mlflow_handler
-        self.random_transforms = random_transforms
+        self.record = _RunRecord(fingerprint)
+        self.mlflow = MLflowRun(mlflow_handler)
+        self.rng = RNGStates(random_transforms)
         self.save_enabled = save
         self.resumed_from_epoch: int | None = None
-        self._resumed_run_id: str | None = None
+        self._checkpoint: Checkpoint | None = None
         self._saving_attached = False
 
     def attach(self, engine: Engine) -> None:
@@ -115,49 +138,29 @@ class ResumableCheckpoint:
         engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.COMPLETED, self._completed)
 
+    def _to_load(self, engine: Engine) -> dict[str, Any]:
+        return {"trainer": engine, "trainer_best": BestMetric(engine), "objects": self.objects, "rng": self.rng,
+                "mlflow": self.mlflow}
+
     # ---- saving --------------------------------------------------------------------------------
-    def _object_state(self, obj: Any) -> Any:
-        from monai.handlers import CheckpointSaver
-
-        if isinstance(obj, Engine):
-            return {"best_metric": float(getattr(obj.state, "best_metric", -1)),
-                    "best_metric_epoch": int(getattr(obj.state, "best_metric_epoch", -1))}
-        if isinstance(obj, CheckpointSaver):
-            ranking = getattr(obj, "_key_metric_checkpoint", None)
-            return None if ranking is None else ranking.state_dict()
-        return obj.state_dict()
-
-    def state(self, engine: Engine, completed: bool = False) -> dict[str, Any]:
-        """Everything needed to continue training ``engine`` after its current epoch."""
-        run = getattr(self.mlflow_handler, "cur_run", None)
-        return {
-            "format": FORMAT_VERSION,
-            "completed": completed,
-            "epoch": int(engine.state.epoch),
-            "iteration": int(engine.state.iteration),
-            "max_epochs": engine.state.max_epochs,
-            "epoch_length": engine.state.epoch_length,
-            "trainer_best": self._object_state(engine),
-            "objects": {name: self._object_state(obj) for name, obj in self.objects.items()},
-            "rng": capture_rng_state(self.random_transforms),
-            "mlflow": {"run_id": run.info.run_id if run else None, "run_name": run.info.run_name if run else None},
-            "fingerprint": self.fingerprint,
-            "parameters": self.parameters,
-        }
-
-    def _write(self, state: dict[str, Any]) -> None:
-        atomic_torch_save(state, self.checkpoint_file, prefix=".resume-")
-
     def save(self, engine: Engine) -> None:
         """Write the checkpoint of the epoch that just completed."""
-        self._check_mlflow_run()
-        if self.save_enabled:
-            self._write(self.state(engine))
+        self.mlflow.check()
+        if not self.save_enabled:
+            return
+        if self._checkpoint is None:
+            # n_saved=None: every call writes (also COMPLETED, at the last epoch's iteration); the saver's
+            # fixed file name makes that one file, replaced atomically, never removed first (the same atomic
+            # DiskSaver as the best-model saver's)
+            self._checkpoint = Checkpoint({"resume": self.record, **self._to_load(engine)},
+                                          _AtomicDiskSaver(self.checkpoint_file.parent, self.checkpoint_file.name),
+                                          filename_pattern=self.checkpoint_file.name, n_saved=None)
+        self._checkpoint(engine)
 
     def _completed(self, engine: Engine) -> None:
         # a finished run is not resumed: the next start with resume=True begins a new run
-        if self.save_enabled:
-            self._write(self.state(engine, completed=True))
+        self.record.completed = True
+        self.save(engine)
 
     # ---- restoring -----------------------------------------------------------------------------
     def _started(self, engine: Engine) -> None:
@@ -170,46 +173,34 @@ class ResumableCheckpoint:
         if state is None:
             logger.info("No resume checkpoint at %s: training starts from scratch.", self.checkpoint_file)
             return
-        if state["completed"]:
+        if state["resume"]["completed"]:
             logger.info("The run in %s had finished: training starts a new run.", self.checkpoint_file)
             return
         self.restore(engine, state)
 
     def restore(self, engine: Engine, state: dict[str, Any]) -> None:
-        """Load ``state`` (from :meth:`state`) into ``engine``, the objects and the RNGs."""
-        if state["fingerprint"] != self.fingerprint:
-            saved, now = state["parameters"], self.parameters
-            changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        """Load ``state`` (from :func:`read_resume_checkpoint`) into ``engine``, the objects and the RNGs.
+
+        Raises:
+            ValueError: the checkpoint was written with other parameters, epochs or epoch length.
+        """
+        saved, now = state["resume"]["parameters"], self.record.parameters
+        changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        if changed:
             raise ValueError(f"Resume checkpoint {self.checkpoint_file} was written with other parameters "
                              f"({', '.join(changed)} differ); resume with the same settings or delete it.")
-        if state["epoch_length"] != engine.state.epoch_length or state["max_epochs"] != engine.state.max_epochs:
+        trainer = state["trainer"]
+        if (trainer["epoch_length"], trainer.get("max_epochs")) != (engine.state.epoch_length, engine.state.max_epochs):
             raise ValueError(f"Resume checkpoint {self.checkpoint_file}: epoch length / epochs "
-                             f"{state['epoch_length']}/{state['max_epochs']} differ from this run's "
+                             f"{trainer['epoch_length']}/{trainer.get('max_epochs')} differ from this run's "
                              f"{engine.state.epoch_length}/{engine.state.max_epochs}.")
-        for name, obj in self.objects.items():
-            saved = state["objects"].get(name)
-            if saved is None:
-                continue
-            if isinstance(obj, Engine):
-                obj.state.best_metric, obj.state.best_metric_epoch = saved["best_metric"], saved["best_metric_epoch"]
-            else:  # modules, optimizer, scheduler, CheckpointSaver (its best-model ranking), reports
-                obj.load_state_dict(saved)
-        engine.state.best_metric = state["trainer_best"]["best_metric"]
-        engine.state.best_metric_epoch = state["trainer_best"]["best_metric_epoch"]
-        # ignite continues its epoch loop from these counters
-        engine.state.epoch, engine.state.iteration = state["epoch"], state["iteration"]
-        if not restore_rng_state(state["rng"], self.random_transforms):
-            logger.warning("Resume checkpoint %s: random transforms changed; augmentation will not replay exactly.",
-                           self.checkpoint_file)
-        self.resumed_from_epoch = state["epoch"]
-        self._resumed_run_id = state["mlflow"]["run_id"]
-        logger.info("Resumed from %s after epoch %d of %d (MLflow run %s).", self.checkpoint_file, state["epoch"],
-                    state["max_epochs"], state["mlflow"]["run_id"])
-
-    def _check_mlflow_run(self) -> None:
-        # the MLflow handler starts after this one, so its run is known only from the first epoch on
-        run = getattr(self.mlflow_handler, "cur_run", None)
-        if self._resumed_run_id and run is not None and run.info.run_id != self._resumed_run_id:
-            logger.warning("Resumed training logs to MLflow run %s, not to the checkpoint's run %s.", run.info.run_id,
-                           self._resumed_run_id)
-        self._resumed_run_id = None
+        to_load = self._to_load(engine)
+        to_load["objects"] = {k: v for k, v in self.objects.items() if k in state["objects"]}
+        if missing := sorted(set(self.objects) - set(to_load["objects"])):
+            logger.warning("Resume checkpoint %s holds no state for %s: they start afresh.", self.checkpoint_file,
+                           ", ".join(missing))
+        # ignite continues its epoch loop from the trainer's restored iteration and epoch
+        Checkpoint.load_objects(to_load=to_load, checkpoint=state)
+        self.resumed_from_epoch = engine.state.epoch
+        logger.info("Resumed from %s after epoch %d of %d (MLflow run %s).", self.checkpoint_file, engine.state.epoch,
+                    engine.state.max_epochs, self.mlflow.resumed_run_id)

@@ -1,25 +1,27 @@
-"""Pieces of the training state a resume checkpoint holds, and how it is written.
+"""The parts of a training run's state that have no ``state_dict`` of their own, as small objects that do.
 
-Plain functions used by :class:`~rd_components.handlers.ResumableCheckpoint`: capture and
-restore of every random number generator a training run draws from, a fingerprint of the run's
-parameters, and an atomic ``torch.save``. What they return is stored in the checkpoint as is, so
-changing their output changes the checkpoint format (``resume.FORMAT_VERSION``).
+ignite's ``Checkpoint`` saves and ``Checkpoint.load_objects`` restores objects with
+``state_dict``/``load_state_dict``; :class:`~rd_components.handlers.ResumableCheckpoint` gives it
+these next to the config's modules, optimizer and scheduler: the random number generators, the
+engines' best metric, the best-model ranking of MONAI's ``CheckpointSaver`` and the MLflow run.
+What their ``state_dict`` returns is stored as is (``resume.FORMAT_VERSION``), and loads with
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import logging
 import random
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
+from ignite.engine import Engine
+from monai.handlers import CheckpointSaver
 
-from ..atomic import atomic_torch_save  # the project's one atomic writer; re-exported here for resume.py
+__all__ = ["BestMetric", "MLflowRun", "RNGStates", "SaverRanking", "checkpointable"]
 
-__all__ = ["atomic_torch_save", "capture_rng_state", "config_fingerprint", "restore_rng_state"]
+logger = logging.getLogger(__name__)
 
 
 def _pack_numpy_state(state: tuple) -> tuple:
@@ -44,62 +46,128 @@ def _randomizables(transform: Any) -> list:
     return [transform] if isinstance(transform, Randomizable) else []
 
 
-def capture_rng_state(random_transforms: Any = None) -> dict[str, Any]:
-    """The current states of every random number generator a training run draws from.
+class RNGStates:
+    """Every random number generator a training run draws from: torch, CUDA, numpy, ``random`` and
+    each MONAI ``Randomizable`` inside ``random_transforms`` (the training dataset's random
+    transform(s): a ``Compose``, a transform or ``None``).
 
-    Args:
-        random_transforms: the training dataset's random transform(s) (a MONAI ``Compose``, a
-            transform or ``None``); the state of each ``Randomizable`` inside is captured, in order.
-
-    Returns:
-        ``{"torch": ByteTensor, "cuda": [ByteTensor per device] (empty without CUDA),
-        "numpy": numpy's global state, "python": ``random.getstate()``, "transforms": [numpy
-        state per random transform]}``; numpy states are tuples whose key array is an int64
-        tensor, so the dict loads with ``torch.load(weights_only=True)``.
+    ``state_dict()`` is ``{"torch": ByteTensor, "cuda": [ByteTensor per device] (empty without
+    CUDA), "numpy": numpy's global state, "python": random.getstate(), "transforms": [numpy state
+    per random transform]}``. ``load_state_dict`` restores the CUDA states only when the number of
+    visible devices matches, and the transforms' states only when their number matches (otherwise
+    augmentation does not replay exactly, which is logged).
     """
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": _pack_numpy_state(np.random.get_state()),
-        "python": random.getstate(),
-        "transforms": [_pack_numpy_state(t.R.get_state()) for t in _randomizables(random_transforms)],
-    }
+
+    def __init__(self, random_transforms: Any = None) -> None:
+        self.random_transforms = random_transforms
+
+    def state_dict(self) -> dict[str, Any]:
+        """The current states."""
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": _pack_numpy_state(np.random.get_state()),
+            "python": random.getstate(),
+            "transforms": [_pack_numpy_state(t.R.get_state()) for t in _randomizables(self.random_transforms)],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Set every generator to ``state`` (from :meth:`state_dict`)."""
+        torch.set_rng_state(state["torch"])
+        if torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        np.random.set_state(_unpack_numpy_state(state["numpy"]))
+        random.setstate(state["python"])
+        transforms = _randomizables(self.random_transforms)
+        if len(transforms) != len(state["transforms"]):
+            logger.warning("Resume: the random transforms changed; augmentation will not replay exactly.")
+            return
+        for transform, saved in zip(transforms, state["transforms"]):
+            transform.R.set_state(_unpack_numpy_state(saved))
 
 
-def restore_rng_state(rng: Mapping[str, Any], random_transforms: Any = None) -> bool:
-    """Set every random number generator to ``rng`` (from :func:`capture_rng_state`).
+class BestMetric:
+    """An engine's best metric and its epoch (``state.best_metric``, ``state.best_metric_epoch``),
+    which MONAI's workflows keep across epochs but ignite's ``Engine.state_dict`` leaves out."""
 
-    The CUDA states are restored only when the number of visible devices matches; the random
-    transforms' states only when ``random_transforms`` holds as many ``Randomizable`` as were
-    captured.
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
-    Returns:
-        ``True`` when the random transforms' states were restored, ``False`` when their number
-        changed (augmentation then does not replay exactly; the caller says so).
+    def state_dict(self) -> dict[str, float | int]:
+        """``{"best_metric": float, "best_metric_epoch": int}`` (-1 before the first)."""
+        return {"best_metric": float(getattr(self.engine.state, "best_metric", -1)),
+                "best_metric_epoch": int(getattr(self.engine.state, "best_metric_epoch", -1))}
+
+    def load_state_dict(self, state: dict[str, float | int]) -> None:
+        """Set the engine's best metric and epoch."""
+        self.engine.state.best_metric = state["best_metric"]
+        self.engine.state.best_metric_epoch = state["best_metric_epoch"]
+
+
+class SaverRanking:
+    """The best-model ranking of a MONAI ``CheckpointSaver`` (its key-metric ``Checkpoint``), which
+    has ``load_state_dict`` but no ``state_dict``; ``{}`` when it keeps no key-metric model."""
+
+    def __init__(self, saver: CheckpointSaver) -> None:
+        self.saver = saver
+
+    def state_dict(self) -> dict[str, Any]:
+        """The ranking: ignite ``Checkpoint.state_dict()`` (``(priority, file name)`` pairs), or ``{}``."""
+        ranking = getattr(self.saver, "_key_metric_checkpoint", None)
+        return {} if ranking is None else ranking.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the ranking (nothing for ``{}``)."""
+        if state:
+            self.saver.load_state_dict(state)
+
+
+class MLflowRun:
+    """The MLflow run of a MONAI ``MLFlowHandler`` (``None`` on other ranks): ``{"run_id", "run_name"}``.
+
+    Restoring only records the saved run id: the run itself is re-attached by name before the
+    handler starts (:func:`~rd_components.handlers.resumed_run_name`); :meth:`check` warns when
+    the run the handler opened is another one.
     """
-    torch.set_rng_state(rng["torch"])
-    if torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    np.random.set_state(_unpack_numpy_state(rng["numpy"]))
-    random.setstate(rng["python"])
-    transforms = _randomizables(random_transforms)
-    if len(transforms) != len(rng["transforms"]):
-        return False
-    for transform, saved_state in zip(transforms, rng["transforms"]):
-        transform.R.set_state(_unpack_numpy_state(saved_state))
-    return True
+
+    def __init__(self, mlflow_handler: Any = None) -> None:
+        self.mlflow_handler = mlflow_handler
+        self.resumed_run_id: str | None = None
+        self._checked = False
+
+    def _run(self) -> Any:
+        return getattr(self.mlflow_handler, "cur_run", None)
+
+    def state_dict(self) -> dict[str, str | None]:
+        """``{"run_id", "run_name"}`` of the handler's current run (``None`` without one)."""
+        run = self._run()
+        return {"run_id": run.info.run_id if run else None, "run_name": run.info.run_name if run else None}
+
+    def load_state_dict(self, state: dict[str, str | None]) -> None:
+        """Remember the run id the checkpoint was logging to."""
+        self.resumed_run_id = state["run_id"]
+
+    def check(self) -> None:
+        """Warn, once, if the handler logs to another run than the resumed one.
+
+        Called at the first epoch end: the MLflow handler starts after the resume handler, so
+        its run is known only then.
+        """
+        run = self._run()
+        if self._checked or run is None:
+            return
+        self._checked = True
+        if self.resumed_run_id and run.info.run_id != self.resumed_run_id:
+            logger.warning("Resumed training logs to MLflow run %s, not to the checkpoint's run %s.", run.info.run_id,
+                           self.resumed_run_id)
 
 
-def config_fingerprint(config: Any) -> tuple[str, dict]:
-    """SHA-256 fingerprint of a run's parameters and their JSON-normalised form.
-
-    Args:
-        config: JSON-able parameters (values that are not JSON types are compared as ``str``),
-            or ``None`` for none.
-
-    Returns:
-        ``(hex digest of the sorted JSON, the parameters as a plain dict)``; the dict is kept
-        next to the digest so that a mismatch can name the parameters that differ.
-    """
-    flat = json.loads(json.dumps(config, sort_keys=True, default=str)) if config is not None else {}
-    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest(), flat
+def checkpointable(obj: Any) -> Any:
+    """``obj`` itself, or the adapter above that gives it ``state_dict``/``load_state_dict``: an ignite
+    engine keeps its best metric (:class:`BestMetric`), a ``CheckpointSaver`` its ranking
+    (:class:`SaverRanking`)."""
+    if isinstance(obj, Engine):
+        return BestMetric(obj)
+    if isinstance(obj, CheckpointSaver):
+        return SaverRanking(obj)
+    return obj
