@@ -4,16 +4,18 @@ Subpackages: ``networks`` (reprogrammer, shared classifier, students, deployable
 ``losses`` (CKA, KD, hint, RD), ``foundation`` (frozen teachers, their feature cache and feature
 source, the teacher linear probe), ``engines`` (RDTrainer and RDEvaluator), ``handlers``
 (checkpoints and resume, reports, export, MLflow registry), ``data`` (embedded real datasets,
-datalists, transform presets). ``data``, ``foundation``, ``losses`` and ``networks`` never import
+datalists, transform presets), ``errors`` (the user-facing errors; it imports no other module of
+the package), ``tracking`` (run names, executed config, MLflow URI checks), ``overrides``
+(command-line values). ``data``, ``foundation``, ``losses`` and ``networks`` never import
 ``engines`` or ``handlers``. Importing the package imports all of them, so bundle
 configs can write ``$import rd_components`` and then ``rd_components.data.X``. Importing it changes
 nothing else: the bundles' ``initialize`` blocks install the one-line error handler
-(:func:`rd_components.utils.install_one_line_errors`).
+(:func:`rd_components.errors.install_one_line_errors`).
 """
 
-from . import data, engines, foundation, handlers, losses, networks, overrides, privacy, tracking, utils
+from . import data, engines, errors, foundation, handlers, losses, networks, overrides, privacy, tracking
 
 __version__ = "0.1.0"
 
 
-__all__ = ["data", "engines", "foundation", "handlers", "losses", "networks", "overrides", "privacy", "tracking", "utils"]
+__all__ = ["data", "engines", "errors", "foundation", "handlers", "losses", "networks", "overrides", "privacy", "tracking"]

@@ -6,6 +6,8 @@ every label and ``--resume true`` on a bundle without resume starts from scratch
 a word. :func:`warn_unknown_overrides`, called from a bundle's ``initialize`` block, compares
 the ids given on the command line (and in ``--args_file``) with the ids the config files define
 and warns once per unknown id, naming the nearest known ones.
+
+:func:`as_bool` reads a command-line flag's value as a bool.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["command_line_overrides", "config_ids", "unknown_overrides", "warn_unknown_overrides"]
+from monai.utils import str2bool
+
+__all__ = ["as_bool", "command_line_overrides", "config_ids", "unknown_overrides", "warn_unknown_overrides"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,3 +142,21 @@ def warn_unknown_overrides(argv: Sequence[str] | None = None) -> dict[str, list[
         hint = f"did you mean {', '.join('--' + n for n in near)}?" if near else "no id of this bundle is close"
         logger.warning("--%s is not an id of this bundle's configs: it is ignored (%s)", name, hint)
     return unknown
+
+def as_bool(value: Any) -> bool:
+    """A command-line flag as a bool: the bundle CLI passes ``--augment true`` as the *string*
+    ``"true"`` (only ``True`` is a Python literal), and ``"false"`` would otherwise be truthy.
+
+    ``monai.utils.str2bool`` does the parsing; this adds what a config value can also be
+    (``None``, 0/1 integers, on/off).
+
+    Raises:
+        ValueError: for anything else, naming the value.
+    """
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    try:
+        return str2bool({"on": "true", "off": "false", "none": "false", "": "false"}.get(text, text))
+    except ValueError:
+        raise ValueError(f"expected true or false, got {value!r}") from None

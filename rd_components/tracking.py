@@ -1,4 +1,7 @@
-"""Check an MLflow tracking URI before training, so a dead server stops the run with one line.
+"""What a run leaves for tracking: its name, its executed config, and a checked MLflow tracking URI.
+
+:func:`unique_run_name` names a run; :func:`write_executed_config` records the config the running
+MONAI workflow (:func:`running_workflow`) holds, merged and overridden, for MLflow.
 
 MONAI's ``MLFlowHandler`` first talks to the server when the trainer starts: an unreachable
 server then fails only after the data, teacher and networks were built and MLflow's HTTP
@@ -10,13 +13,18 @@ bundle-config form.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
+import time
+import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from .privacy import mask_credentials
+from .privacy import mask_credentials, redact_paths
 
-__all__ = ["check_tracking_uri", "require_tracking_server", "credentials_to_environment"]
+__all__ = ["check_tracking_uri", "require_tracking_server", "credentials_to_environment", "unique_run_name",
+           "running_workflow", "write_executed_config"]
 
 # the call the check makes (MlflowClient.search_experiments), named in messages
 _PROBE = "/api/2.0/mlflow/experiments/search"
@@ -174,3 +182,47 @@ def _set_credentials(user: str | None, password: str | None) -> None:
         os.environ["MLFLOW_TRACKING_USERNAME"] = user
     if password is not None:
         os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+
+
+def unique_run_name(prefix: str = "rd") -> str:
+    """``<prefix>-YYYYmmdd-HHMMSS-<6 hex>``: MLflow re-attaches to unfinished runs of the same name."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def running_workflow() -> Any | None:
+    """The MONAI ``ConfigWorkflow`` whose config is being evaluated, or ``None``.
+
+    MONAI hands config expressions no reference to the workflow that runs them, so it is found on
+    the call stack: the nearest frame whose ``self`` is a ``ConfigWorkflow``. That covers
+    ``python -m monai.bundle run`` and ``monai.bundle.run(...)`` / ``ConfigWorkflow`` in Python alike.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, ConfigWorkflow):
+                return owner
+            frame = frame.f_back
+        return None
+    finally:
+        del frame  # a frame held in a local keeps every frame above it alive
+
+
+def write_executed_config(folder: str | os.PathLike) -> str | None:
+    """Write the config this process runs (its config files merged, command-line overrides
+    applied, as the running MONAI workflow holds it) to ``<folder>/executed_config.json``;
+    return the path, or ``None`` when no MONAI workflow runs this process.
+    """
+    from monai.bundle import ConfigParser
+
+    workflow = running_workflow()
+    if workflow is None:
+        return None
+    path = Path(folder) / "executed_config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # absolute paths (a PACS export folder may be named after the patient) become digests,
+    # credentials in URIs are masked: the file is uploaded to MLflow
+    ConfigParser.export_config_file(redact_paths(workflow.parser.get()), str(path), fmt="json", indent=2)
+    return str(path)

@@ -22,6 +22,12 @@ import json
 import sys
 from pathlib import Path
 
+# run as a file, Python puts scripts/ on sys.path; imported from elsewhere it may not be there
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from comparison.segmentation import read_segmentation_metrics  # noqa: E402
+
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 # metrics.json key without its split prefix -> metadata key (model-zoo bundles name metrics
 # without a split; the split is stated beside them)
@@ -31,8 +37,6 @@ RENAMES = {"accuracy": "accuracy", "auc": "macro_auc", "macro_f1": "macro_f1"}
 def segmentation_eval_metrics(metrics_file: Path, split: str = "test") -> dict:
     """``eval_metrics`` from a segmentation evaluation's ``MetricsSaver`` output (``metrics.csv`` and
     the per-class summary beside it)."""
-    from rd_components.utils import read_segmentation_metrics
-
     figures = read_segmentation_metrics(metrics_file.parent, split)
     return {"mean_dice": round(figures["mean_dice"], 4), "hd95_voxels": round(figures["hd95"], 2),
             "dice_per_foreground_class": {k: round(v, 4) for k, v in figures["dice_per_class"].items()},

@@ -22,7 +22,6 @@ from rd_components.data import (
     ensure_dataset,
     has_random_transforms,
     UNLABELED,
-    BadInputError,
     LabeledRatioBatchSampler,
     labeled_items,
     load_datalist,
@@ -31,6 +30,7 @@ from rd_components.data import (
     subsample_training,
 )
 from rd_components.data.sources import QUANT_LEVELS, mricron_template_dir
+from rd_components.errors import BadInputError
 
 TINY = {"n_train": 9, "n_val": 6, "n_test": 6}
 SPLITS = ("training", "validation", "test")

@@ -314,6 +314,7 @@ def test_segmentation_overlays_ask_for_the_hybrid_pass_only_when_a_term_reads_it
     configs = [REPO / "bundles" / "rd_segmentation_2d" / "configs" / "train.yaml",
                REPO / "bundles" / "methods" / "segmentation" / f"{method}.yaml"]
     parser = ConfigParser(ConfigParser.load_config_files([str(c) for c in configs]))
+    parser["bundle_root"] = str(REPO / "bundles" / "rd_segmentation_2d")  # parsed here, not run by MONAI
     assert parser.get_parsed_content("train#trainer#hybrid_pass") is hybrid
     assert parser.get_parsed_content("train#trainer#hybrid_interval") == (3 if "every_3" in method else 1)
     assert parser.get_parsed_content("train#trainer#cka_interval") == (3 if method == "drd_every_3" else 1)

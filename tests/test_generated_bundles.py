@@ -77,13 +77,6 @@ def test_copied_bundle_knows_its_own_root(bundle, tmp_path):
     assert overridden.bundle_root == str(tmp_path / "elsewhere")
 
 
-def test_bundle_root_outside_a_workflow_is_a_clear_error():
-    from rd_components.utils import bundle_root
-
-    with pytest.raises(RuntimeError, match="--bundle_root"):
-        bundle_root()
-
-
 def test_model_zoo_commands_find_the_copied_bundle(tmp_path):
     """MONAI commands other than ``run`` (here ``verify_net_in_out``) resolve bundle_root too."""
     from monai.bundle import verify_net_in_out

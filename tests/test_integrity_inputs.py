@@ -24,9 +24,10 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 from torch import nn
 
-from rd_components.data import BadInputError, SafeInferenceDataset, classification_transforms, find_inputs, preflight_items
+from rd_components.data import SafeInferenceDataset, classification_transforms, find_inputs, preflight_items
 from rd_components.data.segmentation_inference import SafeVolumeDataset, segmentation_inference_transforms
 from rd_components.data.transforms import LoadMedicalImaged
+from rd_components.errors import BadInputError
 
 SIZE = 8  # pixels per side of the test slices
 

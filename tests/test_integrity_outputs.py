@@ -34,7 +34,8 @@ def _inference(bundle: str, models: Path, inputs: Path, out: Path, **overrides) 
     """The bundle's generated inference config with the model, input and output folders given."""
     parser = ConfigParser()
     parser.read_config(str(REPO / "bundles" / bundle / "configs" / "inference.yaml"))
-    parser.update({"ckpt_dir": str(models), "input_dir": str(inputs), "output_dir": str(out), **overrides})
+    parser.update({"bundle_root": str(REPO / "bundles" / bundle), "ckpt_dir": str(models), "input_dir": str(inputs),
+                   "output_dir": str(out), **overrides})
     return parser
 
 

@@ -139,17 +139,17 @@ def test_every_evaluate_config_scores_the_saved_split_and_every_train_config_sav
 def test_compare_scores_a_cell_on_its_trained_split(tmp_path):
     """compare.py's scoring reads the cell's saved split, not the one the grid resolves now."""
     sys.path.insert(0, str(REPO / "scripts"))
-    from comparison import scoring
+    from comparison import cells, scoring
 
     _add_images(tmp_path / "data", 0, 10)
     args = argparse.Namespace(bundle="rd_classification_2d", out=tmp_path / "out")
     common = {"dataset_dir": str(tmp_path / "data"), "patch_size": [16, 16]}
     ckpt = tmp_path / "out" / "cells" / "student-f1-s0" / "models"
-    parser = scoring.load_bundle(args, common, "student", 0, 1.0)
+    parser = cells.load_bundle(args, common, "student", 0, 1.0)
     save_trained_split(parser.get_parsed_content("datalist"), ckpt)
     trained_test = _ids(load_datalist(ckpt / TRAINED_SPLIT, "test"))
     _add_images(tmp_path / "data", 10, 3)
-    parser = scoring.load_bundle(args, common, "student", 0, 1.0)
+    parser = cells.load_bundle(args, common, "student", 0, 1.0)
     assert _ids(load_datalist(parser.get_parsed_content("datalist"), "test")) != trained_test
     assert _ids(scoring.test_items(parser, scoring.cell_datalist(parser, ckpt))) == trained_test
 
@@ -185,7 +185,7 @@ def _fake_grid(tmp_path, monkeypatch):
     import compare
     from comparison import grid
 
-    from rd_components.utils import resolve_datalist
+    from rd_components.data import resolve_datalist
 
     trained: list[str] = []
 

@@ -15,8 +15,8 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from rd_components.data import classification_transforms, load_datalist, preflight_items, unlabeled_folder_items
-from rd_components.data.user_data import DataConfigError, normalise_user_data, stable_id
-from rd_components.utils import class_names, read_datalist_info
+from rd_components.data import class_names, normalise_user_data, read_datalist_info, stable_id
+from rd_components.errors import DataConfigError
 
 CLASSES = ("cyst", "normal", "tumour")
 DIGEST = re.compile(r"@[0-9a-f]{16}$")

@@ -14,8 +14,8 @@ def test_import_installs_no_exception_hook():
 
 def test_install_one_line_errors_prints_a_user_error_as_one_line():
     code = ("import rd_components\n"
-            "rd_components.utils.install_one_line_errors()\n"
-            "from rd_components.data.user_data import DataConfigError\n"
+            "rd_components.errors.install_one_line_errors()\n"
+            "from rd_components.errors import DataConfigError\n"
             "try:\n    raise DataConfigError('folder /x/y holds no image')\n"
             "except DataConfigError as error:\n    raise RuntimeError('Failed to evaluate ConfigExpression') from error\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -12,7 +12,8 @@ import torch
 from pydicom.data import get_testdata_file, get_testdata_files
 
 from rd_components.data import SafeInferenceDataset, find_inputs
-from rd_components.data.dicom import NoImageError, read_dicom_frame
+from rd_components.data.dicom import read_dicom_frame
+from rd_components.errors import NoImageError
 from rd_components.handlers.csv_writer import PredictionCSVWriter
 
 #: files that must be refused, with the class of their reason; every other file predicts

@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rd_components.errors import UnknownTeacherError
 from rd_components.foundation import (
     EfficientNetLite,
     EfficientNetLiteTeacher,
     FrozenTeacher,
     I3ResNet152,
-    UnknownTeacherError,
     create_teacher,
     extract_backbone_state_dict,
     i3resnet_output_size,

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
-from rd_components.data import classification_transforms, load_datalist, preflight_items
-from rd_components.data.user_data import DataConfigError, normalise_user_data, stable_id
-from rd_components.utils import class_names, read_datalist_info, resolve_datalist
+from rd_components.data import (class_names, classification_transforms, load_datalist, normalise_user_data, preflight_items,
+                                 read_datalist_info, resolve_datalist, stable_id)
+from rd_components.errors import DataConfigError
 
 from bundle_helpers import REPO, bundle_configs, bundle_env
 

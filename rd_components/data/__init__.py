@@ -5,18 +5,20 @@ Tasks are cut from real scans and real expert atlases that exist offline (see DA
 Debian's ``mricron-data``). Each is written as NIfTI or DICOM with a decathlon-style datalist.
 """
 
-from .build import DATA_VERSION, FORMATS, build_dataset, dataset_name, ensure_dataset
+from .build import DATA_VERSION, FORMATS, build_dataset, dataset_name, default_data_dir, ensure_dataset
 from .segmentation_inference import SafeVolumeDataset, find_volumes, segmentation_inference_transforms
 from .segmentation_pipeline import LabelMapOrHiddend, segmentation_items, segmentation_transforms, training_voxel_size
 from .segmentation_tasks import SEG_CLASS_NAMES, SEG_TASKS, build_segmentation_dataset, segmentation_label_map
 from .datalist import (
     UNLABELED,
     class_counts,
+    class_names,
     hide_labels,
     is_labeled,
     labeled_items,
     load_datalist,
     read_datalist,
+    read_datalist_info,
     stratified_indices,
     subsample_training,
     unlabeled_folder_items,
@@ -24,7 +26,7 @@ from .datalist import (
 from .mixing import LabeledRatioBatchSampler, labeled_ratio_sampler
 from .inference import SafeInferenceDataset, find_inputs
 from .tasks import LABEL_SETS, TASKS
-from .preflight import BadInputError, describe_error, preflight_items
+from .preflight import preflight_items
 from .transforms import (
     LoadMedicalImaged,
     OrientRASd,
@@ -33,8 +35,9 @@ from .transforms import (
     classification_transforms,
     has_random_transforms,
 )
-from .dicom import NoImageError, read_dicom_frame
-from .user_data import DataConfigError, normalise_user_data, stable_id
+from .dicom import read_dicom_frame
+from .item_ids import stable_id
+from .user_data import normalise_user_data, resolve_datalist
 from .trained_split import TrainedSplitSaver, datalist_digest, save_trained_split, trained_datalist, trained_split_digest
 from .views import FixedViewsd, flip_view_axes
 
@@ -57,11 +60,9 @@ __all__ = [
     "unlabeled_folder_items",
     "LabeledRatioBatchSampler",
     "labeled_ratio_sampler",
-    "BadInputError",
     "FixedViewsd",
     "flip_view_axes",
     "augmentation_transforms",
-    "describe_error",
     "preflight_items",
     "SafeInferenceDataset",
     "find_inputs",
@@ -82,10 +83,12 @@ __all__ = [
     "SqueezeSingletonSpatiald",
     "LoadMedicalImaged",
     "OrientRASd",
-    "NoImageError",
     "read_dicom_frame",
-    "DataConfigError",
     "normalise_user_data",
+    "resolve_datalist",
+    "default_data_dir",
+    "read_datalist_info",
+    "class_names",
     "stable_id",
     "TrainedSplitSaver",
     "datalist_digest",

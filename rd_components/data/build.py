@@ -25,7 +25,7 @@ from .tasks import default_patch_size, default_sizes, plan_task, resolve_label_s
 from .writers import DicomPatchWriter, write_nifti
 
 __all__ = ["DATA_VERSION", "FORMATS", "dataset_name", "build_dataset", "ensure_dataset", "build_atomically",
-           "is_current"]
+           "is_current", "default_data_dir"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,6 +37,17 @@ MANIFEST = "manifest.json"
 DATALIST = "datalist.json"
 _SPLIT_DIRS = {"training": "train", "validation": "val", "test": "test"}
 _SIZE_KEYS = ("n_train", "n_val", "n_test")
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_data_dir() -> str:
+    """Where the embedded datasets are built: ``$RD_DATA_DIR``; in a source checkout
+    ``<repository>/data``; for an installed package ``~/.cache/rd_components/data``."""
+    if "RD_DATA_DIR" in os.environ:
+        return os.environ["RD_DATA_DIR"]
+    if (_REPO_ROOT / "bundles").is_dir() and (_REPO_ROOT / "rd_components").is_dir():
+        return str(_REPO_ROOT / "data")
+    return str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rd_components" / "data")
 
 
 def dataset_name(task: str, spatial_dims: int, fmt: str, label_set: str | None = None) -> str:

@@ -8,7 +8,12 @@ import math
 import os
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+from ..errors import DataConfigError
+from .inference import find_inputs
+from .item_ids import stable_id
 from .sampling import split_rng
 
 __all__ = [
@@ -22,6 +27,9 @@ __all__ = [
     "is_labeled",
     "labeled_items",
     "unlabeled_folder_items",
+    "read_datalist_info",
+    "class_names",
+    "mapping_names",
 ]
 
 #: label value of an item whose label is hidden (label-scarce training) or unknown (unlabelled
@@ -117,12 +125,9 @@ def unlabeled_folder_items(folder: str | os.PathLike, spatial_dims: int) -> list
     a multi-frame DICOM file is an item, with its ``frame``; in 3D a folder of DICOM files is one
     series), each with ``label = UNLABELED`` and an ``id``
     ``unlabeled/<path relative to folder>[#frame]@<content digest>`` (see
-    :func:`~rd_components.data.user_data.stable_id`), so that the teacher feature cache covers
+    :func:`~rd_components.data.item_ids.stable_id`), so that the teacher feature cache covers
     it and a replaced file never gets the old file's cached features.
     """
-    from .inference import find_inputs
-    from .user_data import stable_id
-
     digests: dict[str, str] = {}  # the frames of one file share its digest
     return [{"image": it["image"], "label": UNLABELED, **({"frame": it["frame"]} if "frame" in it else {}),
              "id": "unlabeled/" + stable_id(it["image"], folder, it.get("frame"), digests)}
@@ -183,8 +188,6 @@ def _unlabeled_id(item: dict, datalist: str | os.PathLike) -> str:
     """The id of an item of a datalist's ``"unlabeled"`` list: its own, or
     ``unlabeled/<path>[#frame]@<content digest>`` (a base name alone would let two folders'
     ``img1.nii.gz`` share one cached teacher feature, and a replaced file keep its old one)."""
-    from .user_data import stable_id
-
     if item.get("id"):
         return str(item["id"])
     return "unlabeled/" + stable_id(item["image"], os.path.dirname(os.path.abspath(datalist)), item.get("frame"))
@@ -199,3 +202,59 @@ def read_datalist(path: str | os.PathLike) -> dict:
     """The raw datalist JSON as a dict (relative paths untouched)."""
     with open(path) as handle:
         return json.load(handle)
+
+
+def read_datalist_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The datalist JSON without its split lists (``num_classes``, ``labels``, ``spatial_dims``...),
+    with ``source``: the path it was read from.
+
+    Raises:
+        DataConfigError: the file is missing, not JSON or not a JSON object (one line naming it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataConfigError(f"Datalist {path} not found.")
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataConfigError(f"Datalist {path} is not valid JSON: {error}") from None
+    if not isinstance(info, dict):
+        raise DataConfigError(f"Datalist {path} must be a JSON object with 'training', 'labels'..., got a {type(info).__name__}")
+    return {"source": str(path), **{k: v for k, v in info.items() if k not in ("training", "validation", "test", "unlabeled")}}
+
+
+def mapping_names(mapping: Any, where: str | os.PathLike) -> list[str]:
+    """Class names in index order from a datalist's ``labels`` mapping ``{"0": name, ...}``.
+
+    Raises:
+        DataConfigError: the mapping is not an object, a key is not an integer, or the indices
+            are not ``0..K-1`` (one line naming ``where``).
+    """
+    usage = f"{where}: 'labels' must map class indices to names, e.g. {{\"0\": \"normal\"}}"
+    if not isinstance(mapping, dict):
+        raise DataConfigError(f"{usage}; got a {type(mapping).__name__}")
+    try:
+        names = {int(str(k).strip()): str(v) for k, v in mapping.items()}
+    except ValueError:
+        bad = [k for k in mapping if not str(k).strip().lstrip("-").isdigit()]
+        raise DataConfigError(f"{usage}; keys {', '.join(repr(k) for k in bad)} are not integers") from None
+    if len(names) != len(mapping) or sorted(names) != list(range(len(names))):
+        raise DataConfigError(f"{where}: 'labels' indices must be 0..{len(mapping) - 1} once each, "
+                              f"got {', '.join(map(str, mapping))}")
+    return [names[i] for i in range(len(names))]
+
+
+def class_names(info: dict[str, Any]) -> list[str]:
+    """Class names ordered by label index, from a datalist's ``labels`` mapping.
+
+    :func:`~rd_components.data.resolve_datalist` writes the mapping for the user's data when it has none.
+
+    Raises:
+        DataConfigError: no mapping, or one whose keys are not the indices ``0..K-1`` (one line
+            naming the datalist when ``info`` has a ``source``).
+    """
+    labels = info.get("labels")
+    where = f" {info['source']}" if info.get("source") else ""
+    if not labels:
+        raise DataConfigError(f"datalist{where} has no 'labels' mapping {{index: name}}: cannot tell the number of classes")
+    return mapping_names(labels, f"datalist{where}")

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DicomFrame", "DicomSeries", "NoImageError", "read_dicom_header", "frame_count", "read_dicom_frame", "is_nifti_path",
+from ..errors import NoImageError
+
+__all__ = ["DicomFrame", "DicomSeries", "read_dicom_header", "frame_count", "read_dicom_frame", "is_nifti_path",
            "dicom_series", "one_series"]
 
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -37,10 +39,6 @@ _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _DEFER = "4 KB"
 #: ITU-R BT.601 luma weights (as in JPEG's YCbCr): the luminance of an RGB pixel
 _LUMA = np.array([0.299, 0.587, 0.114])
-
-
-class NoImageError(ValueError):
-    """The file cannot give an image; the message says why in plain words."""
 
 
 @dataclass

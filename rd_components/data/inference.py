@@ -12,8 +12,8 @@ import torch
 from monai.utils import convert_to_tensor
 from torch.utils.data import Dataset
 
-from .dicom import NoImageError, dicom_series, frame_count, is_nifti_path, read_dicom_header
-from .preflight import describe_error
+from ..errors import DataConfigError, NoImageError, describe_error
+from .dicom import dicom_series, frame_count, is_nifti_path, read_dicom_header
 from .transforms import NOTES_KEY, classification_transforms
 
 __all__ = ["find_inputs", "read_model_info", "load_exported_model", "SafeInferenceDataset"]
@@ -93,8 +93,6 @@ def find_inputs(input_dir: str | os.PathLike, spatial_dims: int, split_series: b
     Raises:
         DataConfigError: ``input_dir`` is missing, is itself excluded, or holds no file.
     """
-    from .user_data import DataConfigError
-
     root = Path(input_dir)
     if not root.is_dir():
         raise DataConfigError(f"input folder {root} does not exist")
@@ -127,8 +125,6 @@ def read_model_info(ckpt_dir: str | os.PathLike) -> dict:
     Raises:
         DataConfigError: the file is missing or not JSON (one line naming it).
     """
-    from .user_data import DataConfigError
-
     path = Path(ckpt_dir) / "model_info.json"
     if not path.is_file():
         raise DataConfigError(f"{path} not found: give --ckpt_dir the folder training exported the model to")
@@ -144,8 +140,6 @@ def load_exported_model(ckpt_dir: str | os.PathLike, device: str | torch.device 
     Raises:
         DataConfigError: the file is missing or not a TorchScript model (one line naming it).
     """
-    from .user_data import DataConfigError
-
     path = Path(ckpt_dir) / "model.ts"
     if not path.is_file():
         raise DataConfigError(f"{path} not found: give --ckpt_dir the folder training exported the model to")

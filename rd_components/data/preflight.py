@@ -10,41 +10,14 @@ import torch
 from monai.utils import convert_to_tensor
 from tqdm.auto import tqdm
 
+from ..errors import BadInputError, describe_error
 from .datalist import UNLABELED
 
-__all__ = ["BadInputError", "preflight_items", "describe_error"]
+__all__ = ["preflight_items"]
 
 logger = logging.getLogger(__name__)
 
 POLICIES = ("error", "skip")
-
-
-class BadInputError(ValueError):
-    """Raised when training data fails the pre-flight check and the policy is ``error``."""
-
-
-def describe_error(error: BaseException) -> str:
-    """One line for a loading failure: the innermost cause, with MONAI's wrapping removed."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    text = " ".join(str(error).split()) or type(error).__name__
-    from .dicom import NoImageError
-
-    # our own reasons are already plain words (a mixed series folder names every series: longer);
-    # MONAI's internal ones are translated
-    if isinstance(error, NoImageError):
-        return text[:1000]
-    if text.startswith("wrong dimensionality"):
-        return text[:300]
-    if "cannot find a suitable reader" in text:
-        return "not a readable DICOM or NIfTI file"
-    if "axcodes must match data_array spatially" in text:
-        return "wrong dimensionality: the image has another number of axes than the model takes"
-    if "does not have pixel_array" in text:
-        return "no image in this file (no pixel data)"
-    if "in start_ornt" in text:
-        return "image orientation could not be read"
-    return f"{type(error).__name__}: {text[:300]}"
 
 
 def _check(item: dict, transform: Callable, spatial_dims: int, num_classes: int, image_key: str, label_key: str,

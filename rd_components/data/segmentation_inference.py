@@ -13,8 +13,8 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, MapTransform, Orientationd, Spacingd
 from torch.utils.data import Dataset
 
+from ..errors import describe_error
 from .inference import find_inputs
-from .preflight import describe_error
 from .sources import percentile_scale
 from .transforms import LoadMedicalImaged
 

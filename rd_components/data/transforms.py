@@ -10,6 +10,8 @@ from monai.data import PydicomReader
 from monai.transforms import MapTransform, SqueezeDim
 from monai.utils import ensure_tuple
 
+from ..errors import NoImageError
+
 __all__ = [
     "LoadMedicalImaged",
     "OrientRASd",
@@ -133,8 +135,6 @@ class _SliceOrderReader(PydicomReader):
 
 def _require_finite(image):
     """``image``, unless it holds NaN or infinite values (clipping would make those look like data)."""
-    from .dicom import NoImageError
-
     if torch.is_tensor(image) and image.is_floating_point():
         bad = int((~torch.isfinite(image)).sum())
         if bad:

@@ -1,17 +1,5 @@
-"""The user's own labelled data in three forms, turned into one decathlon datalist.
-
-``--dataset_dir`` may name:
-
-(a) a decathlon datalist (``datalist.json`` in the folder, or the ``.json`` file itself), with
-    or without a ``labels`` mapping ``{index: name}``; labels may be integers or strings;
-(b) a CSV file (or a folder holding exactly one) with columns ``image,label`` and optional
-    ``split`` (``training``/``train``, ``validation``/``val``, ``test``) and ``id``;
-(c) a folder with one sub-folder per class (``<dir>/<class name>/<images>``), whose images are
-    found as the inference bundle finds them (NIfTI files, DICOM files and, for 3D, DICOM
-    series folders; each frame of a 2D multi-frame file is an item); or the same laid out by
-    split, ``<dir>/<split>/<class name>/<images>`` with split folders named ``train``/``training``,
-    ``val``/``valid``/``validation`` and ``test``/``testing`` (any case). A folder mixing split
-    folders with other folders is refused, naming them.
+"""The user's own labelled data (see :mod:`.user_forms` for the three forms it may take), turned
+into one decathlon datalist; and the datalist a run trains on (:func:`resolve_datalist`).
 
 Every form becomes a datalist with integer labels ``0..K-1`` in the order of the sorted class
 names (the label values themselves when there is no mapping; numeric labels that denote the
@@ -26,210 +14,27 @@ that, with each id's digest matching its file's content now, is used as it is.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 import logging
 import math
 import os
-import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .datalist import UNLABELED
+from ..errors import DataConfigError
+from .build import ensure_dataset
+from .datalist import UNLABELED, mapping_names
+from .item_ids import content_digest, stable_id, with_digest
 from .sampling import split_rng
+from .user_forms import detect_form, read_form
 
-__all__ = ["DataConfigError", "detect_form", "normalise_user_data", "stable_id", "mapping_names", "SPLITS"]
+__all__ = ["normalise_user_data", "resolve_datalist", "SPLITS"]
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("training", "validation", "test")
-_SPLIT_ALIASES = {"train": "training", "training": "training", "val": "validation", "valid": "validation",
-                  "validation": "validation", "test": "test", "testing": "test"}
 #: share of each class drawn for a missing validation / test split
 HOLDOUT_FRACTION = 0.15
-#: the content digest that ends every id (see :func:`stable_id`)
-_DIGEST_SUFFIX = re.compile(r"@[0-9a-f]{16}$")
-
-
-class DataConfigError(ValueError):
-    """The user's data cannot be used; the message names the cause and the file or key."""
-
-
-def detect_form(path: str | os.PathLike) -> tuple[str, Path] | None:
-    """``("datalist" | "csv" | "folders", file or folder)`` for the user's data, ``None`` when
-    ``path`` holds no user data (it is then where the embedded tasks are built)."""
-    path = Path(path)
-    if path.is_file():
-        suffix = path.suffix.lower()
-        if suffix == ".json":
-            return "datalist", path
-        if suffix == ".csv":
-            return "csv", path
-        raise DataConfigError(f"{path}: expected a datalist .json, a .csv or a folder")
-    if not path.exists():
-        if path.suffix.lower() in (".json", ".csv"):
-            raise DataConfigError(f"{path} not found")
-        return None
-    if not path.is_dir():
-        raise DataConfigError(f"{path} is neither a file nor a folder")
-    if (path / "datalist.json").is_file():
-        return "datalist", path / "datalist.json"
-    csvs = sorted(path.glob("*.csv"))
-    if len(csvs) == 1:
-        return "csv", csvs[0]
-    if len(csvs) > 1:
-        raise DataConfigError(f"{path} holds several CSV files ({', '.join(c.name for c in csvs)}): pass one of them")
-    folders = [d for d in sorted(path.iterdir()) if d.is_dir() and not d.name.startswith(".")]
-    # the embedded tasks are built as <dir>/<task folder>/datalist.json: not class folders
-    if folders and not any((d / "datalist.json").exists() for d in folders):
-        return "folders", path
-    return None
-
-
-def _digest_path(path: Path) -> str:
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else "").encode())
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-def _content_digest(path: Path, digests: dict[str, str] | None) -> str:
-    """The digest of ``path``'s content, computed once per path in ``digests`` (the frames of
-    one multi-frame file share it)."""
-    if digests is None:
-        return _digest_path(path)
-    key = str(path)
-    if key not in digests:
-        digests[key] = _digest_path(path)
-    return digests[key]
-
-
-def stable_id(image: str | os.PathLike, root: str | os.PathLike | None = None, frame: int | None = None,
-              digests: dict[str, str] | None = None) -> str:
-    """``<path relative to root>[#frame]@<content digest>``: the same file gives the same id on
-    every run and machine layout, a changed file a new one (the feature cache keys on it).
-
-    ``digests`` memoises the content digest per path within one listing (pass the same dict for
-    every frame of a file).
-
-    Raises:
-        DataConfigError: the image does not exist.
-    """
-    path = Path(image)
-    if not path.exists():
-        raise DataConfigError(f"image {path} not found")
-    name = str(path.relative_to(root)) if root is not None and path.is_relative_to(root) else path.name
-    return f"{name}{'' if frame is None else f'#{int(frame)}'}@{_content_digest(path, digests)}"
-
-
-def _with_digest(given: str, frame: int | None, digest: str) -> str:
-    """A user-given id made honest: ``<id>[#frame]@<digest>``; a digest the id already ends with
-    is replaced (a file changed since a normalised datalist was written gets a new id)."""
-    name = _DIGEST_SUFFIX.sub("", given)
-    if frame is not None and not name.endswith(f"#{int(frame)}"):
-        name += f"#{int(frame)}"  # one file's frames are different images
-    return f"{name}@{digest}"
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DataConfigError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("training"), list) or not data["training"]:
-        raise DataConfigError(f"{path}: a datalist needs a non-empty 'training' list of {{'image', 'label'}} items")
-    return data
-
-
-def _items_from_datalist(path: Path) -> tuple[dict[str, list[dict]], dict, dict | None]:
-    data = _read_json(path)
-    splits: dict[str, list[dict]] = {}
-    for key, values in data.items():
-        split = _SPLIT_ALIASES.get(key, "unlabeled" if key == "unlabeled" else None)
-        if split is None:
-            continue
-        if not isinstance(values, list):
-            raise DataConfigError(f"{path}: '{key}' must be a list of items")
-        for i, item in enumerate(values):
-            if not isinstance(item, dict) or "image" not in item:
-                raise DataConfigError(f"{path}: {key}[{i}] has no 'image'")
-            splits.setdefault(split, []).append(dict(item))
-    meta = {k: v for k, v in data.items() if k not in _SPLIT_ALIASES and k != "unlabeled"}
-    return splits, meta, data.get("labels")
-
-
-def _items_from_csv(path: Path) -> dict[str, list[dict]]:
-    # utf-8-sig: Excel saves CSVs with a byte-order mark, which would otherwise prefix the first column name
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip().lower() for c in reader.fieldnames or []]
-        if "image" not in columns or "label" not in columns:
-            raise DataConfigError(f"{path}: needs the columns 'image' and 'label' (found: {', '.join(columns) or 'none'})")
-        splits: dict[str, list[dict]] = {}
-        for line, row in enumerate(reader, start=2):
-            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-            split = _SPLIT_ALIASES.get(row.get("split", "").lower() or "training")
-            if split is None:
-                raise DataConfigError(f"{path}, line {line}: unknown split {row['split']!r} (training, validation or test)")
-            item = {"image": row["image"], "label": row["label"] if row["label"] != "" else None}
-            if row.get("id"):
-                item["id"] = row["id"]
-            splits.setdefault(split, []).append(item)
-    if not splits:
-        raise DataConfigError(f"{path} has no rows")
-    return splits
-
-
-def _subfolders(path: Path) -> list[Path]:
-    return sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
-
-
-def _split_of(folder: Path) -> str | None:
-    """The split a folder named ``train``, ``val``, ``test``... holds; ``None`` for a class folder."""
-    return _SPLIT_ALIASES.get(folder.name.lower())
-
-
-def _class_folder_items(folders: Sequence[Path], spatial_dims: int) -> list[dict]:
-    """Items of class folders: label = folder name, one item per image (per frame in 2D)."""
-    from .inference import find_inputs
-
-    items = []
-    for folder in folders:
-        try:
-            found = find_inputs(folder, spatial_dims)
-        except ValueError:
-            raise DataConfigError(f"class folder {folder} holds no image") from None
-        items += [{"image": it["image"], "label": folder.name, **({"frame": it["frame"]} if "frame" in it else {})}
-                  for it in found]
-    return items
-
-
-def _items_from_folders(path: Path, spatial_dims: int) -> dict[str, list[dict]]:
-    """Class folders, or split folders (``train/``, ``val/``, ``test/``...) of class folders."""
-    folders = _subfolders(path)
-    by_split = [d for d in folders if _split_of(d)]
-    if not by_split:
-        return {"training": _class_folder_items(folders, spatial_dims)}
-    others = [d.name for d in folders if not _split_of(d)]
-    if others:
-        # a class named "test" next to class folders, or classes beside the split folders: either reading is a guess
-        raise DataConfigError(f"{path} mixes split folders ({', '.join(d.name for d in by_split)}) with other folders "
-                              f"({', '.join(others)}): put every class folder under a split folder, or rename the split folders")
-    splits: dict[str, list[dict]] = {}
-    for folder in by_split:
-        classes = _subfolders(folder)
-        if not classes:
-            raise DataConfigError(f"split folder {folder} holds no class folder (<split>/<class>/<images>)")
-        splits.setdefault(_split_of(folder), []).extend(_class_folder_items(classes, spatial_dims))
-    if not splits.get("training"):
-        raise DataConfigError(f"{path} has split folders but no training one (train/ or training/)")
-    return splits
 
 
 def _label_value(value: Any) -> Any:
@@ -261,27 +66,6 @@ def _is_number(value: Any) -> bool:
 def _label_key(value: Any) -> tuple:
     """Sort numbers numerically, then names alphabetically (``value`` from :func:`_label_value`)."""
     return (0, value, "") if _is_number(value) else (1, 0, str(value))
-
-
-def mapping_names(mapping: Any, where: str | os.PathLike) -> list[str]:
-    """Class names in index order from a datalist's ``labels`` mapping ``{"0": name, ...}``.
-
-    Raises:
-        DataConfigError: the mapping is not an object, a key is not an integer, or the indices
-            are not ``0..K-1`` (one line naming ``where``).
-    """
-    usage = f"{where}: 'labels' must map class indices to names, e.g. {{\"0\": \"normal\"}}"
-    if not isinstance(mapping, dict):
-        raise DataConfigError(f"{usage}; got a {type(mapping).__name__}")
-    try:
-        names = {int(str(k).strip()): str(v) for k, v in mapping.items()}
-    except ValueError:
-        bad = [k for k in mapping if not str(k).strip().lstrip("-").isdigit()]
-        raise DataConfigError(f"{usage}; keys {', '.join(repr(k) for k in bad)} are not integers") from None
-    if len(names) != len(mapping) or sorted(names) != list(range(len(names))):
-        raise DataConfigError(f"{where}: 'labels' indices must be 0..{len(mapping) - 1} once each, "
-                              f"got {', '.join(map(str, mapping))}")
-    return [names[i] for i in range(len(names))]
 
 
 def _is_unlabeled(value: Any) -> bool:
@@ -341,7 +125,7 @@ def _finish_item(item: dict, index: dict[Any, int], base: Path, where: Path, dig
     out["label"] = UNLABELED if _is_unlabeled(label) else index[_label_value(label)]
     if out.get("id"):
         # a user-given id says nothing of the pixels: the digest makes it change when the file does
-        out["id"] = _with_digest(str(out["id"]), out.get("frame"), _content_digest(image, digests))
+        out["id"] = with_digest(str(out["id"]), out.get("frame"), content_digest(image, digests))
     else:
         out["id"] = stable_id(image, base, out.get("frame"), digests)
     return out
@@ -365,13 +149,7 @@ def normalise_user_data(source: str | os.PathLike, output_dir: str | os.PathLike
     if form is None:
         return None
     kind, path = form
-    mapping, meta = None, {}
-    if kind == "datalist":
-        splits, meta, mapping = _items_from_datalist(path)
-    elif kind == "csv":
-        splits = _items_from_csv(path)
-    else:
-        splits = _items_from_folders(path, spatial_dims)
+    splits, meta, mapping = read_form(kind, path, spatial_dims)
     base = path.parent if path.is_file() else path
     # checked before anything else reads it: a bad mapping is one line, never a traceback downstream
     mapped = mapping_names(mapping, path) if mapping else None
@@ -420,7 +198,27 @@ def _ready(splits: dict[str, list[dict]], names: list[str] | None, base: Path, d
                                       or not (label == UNLABELED or 0 <= label < len(names))):
                 return False
             image = _image_path(it, base)
-            if not image.exists() or not str(it["id"]).endswith(f"@{_content_digest(image, digests)}"):
+            if not image.exists() or not str(it["id"]).endswith(f"@{content_digest(image, digests)}"):
                 return False
     return True
 
+
+def resolve_datalist(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike | None = None, seed: int = 0,
+                     **build_kwargs: Any) -> str:
+    """The datalist to train on.
+
+    ``dataset_dir`` may hold the user's own labelled data in one of three forms, see
+    :mod:`rd_components.data.user_forms`: a decathlon datalist (``datalist.json`` or a ``.json``
+    file, with or without a ``labels`` mapping), a CSV of ``image,label[,split]``, or a folder
+    of class sub-folders. It is normalised (class indices, stable ids, a seeded stratified
+    validation/test split when missing) into ``<output_dir>/datalist_<name>.json``. Otherwise
+    the embedded task described by ``build_kwargs`` is built under ``dataset_dir`` if missing
+    (:func:`rd_components.data.ensure_dataset`).
+
+    Raises:
+        DataConfigError: one line naming the cause and the file or key.
+    """
+    own = normalise_user_data(dataset_dir, output_dir, int(build_kwargs.get("spatial_dims", 2)), int(seed))
+    if own is not None:
+        return str(own)
+    return str(ensure_dataset(dataset_dir, **build_kwargs))

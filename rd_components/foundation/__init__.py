@@ -20,8 +20,7 @@ from .generic import MonaiTeacher, TorchScriptTeacher, resolve_feature_layer
 from .lazy_teacher import LazyTeacher
 from .i3resnet import I3RESNET_WEIGHTS, I3ResNet152, I3ResNetTeacher, extract_backbone_state_dict, i3resnet_output_size
 from .linear_probe import extract_pooled_features, fit_linear_probe
-from .registry import (TEACHER_PREFIXES, UnknownTeacherError, create_teacher, list_teachers, native_spacing_args,
-                       register_teacher)
+from .registry import TEACHER_PREFIXES, create_teacher, list_teachers, native_spacing_args, register_teacher
 from .teacher_features import TeacherFeatureSource
 from .weights import load_checkpoint, sha256_file, state_dict_digest, unwrap_state_dict, verify_sha256
 
@@ -32,7 +31,6 @@ __all__ = [
     "list_teachers",
     "register_teacher",
     "native_spacing_args",
-    "UnknownTeacherError",
     "TEACHER_PREFIXES",
     "EfficientNetLite",
     "EfficientNetLiteTeacher",

@@ -11,12 +11,13 @@ import inspect
 import math
 from typing import Any
 
+from ..errors import UnknownTeacherError
 from .base import FrozenTeacher
 from .efficientnet_lite import LITE_VARIANTS, EfficientNetLiteTeacher
 from .generic import MonaiTeacher, TorchScriptTeacher
 from .i3resnet import I3ResNetTeacher
 
-__all__ = ["UnknownTeacherError", "register_teacher", "list_teachers", "create_teacher", "check_teacher_name",
+__all__ = ["register_teacher", "list_teachers", "create_teacher", "check_teacher_name",
            "TEACHER_PREFIXES", "native_spacing_args"]
 
 TeacherFactory = Callable[..., FrozenTeacher]
@@ -29,10 +30,6 @@ TEACHER_PREFIXES: dict[str, TeacherFactory] = {
     "torchscript:": TorchScriptTeacher,
 }
 _PREFIX_HELP = ("monai:<NetName>", "torchscript:<path>")
-
-
-class UnknownTeacherError(ValueError):
-    """The teacher name is neither registered nor of a known ``prefix:`` family."""
 
 
 def register_teacher(name: str, factory: TeacherFactory | None = None) -> Any:

@@ -115,7 +115,7 @@ class TeacherFeatureSource(nn.Module):
         if self.cache is not None and not (isinstance(batchdata, dict) and self.id_key in batchdata) and not self._warned:
             # said once, on the first batch, so that a slow run is not a mystery
             logger.warning("Teacher feature cache not used: the items carry no '%s' (give each item one, or load the "
-                           "data through rd_components.utils.resolve_datalist, which adds stable ids).", self.id_key)
+                           "data through rd_components.data.resolve_datalist, which adds stable ids).", self.id_key)
             self._warned = True
         if self.cache is None or not isinstance(batchdata, dict) or self.id_key not in batchdata:
             return self._compute(images)

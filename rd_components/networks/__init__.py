@@ -1,4 +1,11 @@
-"""Networks of Reprogramming Distillation: reprogrammer, shared classifier, students."""
+"""Networks of Reprogramming Distillation: reprogrammer, shared classifier, students; and the
+parameters one optimizer trains (:func:`trainable_parameters`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
 
 from .classifier import SharedClassifier
 from .deployable import DeployableStudent
@@ -25,4 +32,23 @@ __all__ = [
     "create_student",
     "list_students",
     "pointwise_layer_names",
+    "trainable_parameters",
 ]
+
+
+def trainable_parameters(*modules: Any) -> list[nn.Parameter]:
+    """Parameters that require grad of the given modules, skipping ``None`` and duplicates.
+
+    One optimizer covers student, shared classifier, reprogrammer and any loss with learned
+    parts (the hint projection), whichever of them a method uses.
+    """
+    seen: set[int] = set()
+    params = []
+    for module in modules:
+        if module is None:
+            continue
+        for p in module.parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+    return params

@@ -13,6 +13,7 @@
 - ``tables``: ``results.csv`` (read, merged and written), the markdown tables (mean +- std, RD
   minus each method paired by seed with 95 % t-intervals) and ``results.md``.
 - ``plots``: ``results.png``, accuracy against label fraction.
+- ``kinds``: what a grid's rows measure (classification or segmentation figures), for tables and plot.
 
 ``scripts/compare.py`` is the command line; it puts ``scripts/`` on ``sys.path`` by being run
 from there, so this package needs no installation.

@@ -18,11 +18,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rd_components.atomic import atomic_write
 
 from . import REPO, method_overlay
+
+if TYPE_CHECKING:
+    from monai.bundle import ConfigParser
 
 # a cell key: (label fraction, seed, method), in the grid's order (fractions outermost)
 Cell = tuple[float, int, str]
@@ -199,3 +202,18 @@ def best_metric(client: Any, run_id: str, key: str) -> float:
     """Highest value of an MLflow metric over a run's epochs (NaN when never logged)."""
     history = client.get_metric_history(run_id, key)
     return max((m.value for m in history), default=float("nan"))
+
+
+def load_bundle(args: argparse.Namespace, common: dict[str, Any], method: str, seed: int, fraction: float) -> ConfigParser:
+    """Parse the bundle config in-process (for test data, the probe and metadata)."""
+    from monai.bundle import ConfigParser
+
+    configs = [str(REPO / "bundles" / args.bundle / "configs" / "train.yaml")]
+    if method_overlay(args.bundle, method).is_file():
+        configs.append(str(method_overlay(args.bundle, method)))
+    parser = ConfigParser(ConfigParser.load_config_files(configs))
+    # parsed here, not run by MONAI: the bundle's folder cannot be found from the workflow
+    parser["bundle_root"] = str(REPO / "bundles" / args.bundle)
+    for key, value in {**common, "seed": seed, "label_fraction": fraction, "output_dir": str(args.out / "shared")}.items():
+        parser[key] = value
+    return parser

@@ -6,12 +6,12 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from .kinds import result_kind
+
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     """Accuracy or mean Dice (mean +- std over seeds) against label fraction, one line per method."""
     import matplotlib
-
-    from .tables import result_kind
 
     kind = result_kind(rows)
 

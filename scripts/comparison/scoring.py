@@ -15,27 +15,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import PROBE, REPO, bundle_kind, method_overlay
-from .cells import DIGEST_TAG, best_metric, expected_digest, finished_run, recorded_digest
+from . import PROBE, bundle_kind
+from .cells import DIGEST_TAG, best_metric, expected_digest, finished_run, load_bundle, recorded_digest
+from .segmentation import score_segmentation_cell
 
 if TYPE_CHECKING:
     import numpy as np
     from monai.bundle import ConfigParser
-
-
-def load_bundle(args: argparse.Namespace, common: dict[str, Any], method: str, seed: int, fraction: float) -> ConfigParser:
-    """Parse the bundle config in-process (for test data, the probe and metadata)."""
-    from monai.bundle import ConfigParser
-
-    configs = [str(REPO / "bundles" / args.bundle / "configs" / "train.yaml")]
-    if method_overlay(args.bundle, method).is_file():
-        configs.append(str(method_overlay(args.bundle, method)))
-    parser = ConfigParser(ConfigParser.load_config_files(configs))
-    # parsed here, not run by MONAI: the bundle's folder cannot be found from the workflow
-    parser["bundle_root"] = str(REPO / "bundles" / args.bundle)
-    for key, value in {**common, "seed": seed, "label_fraction": fraction, "output_dir": str(args.out / "shared")}.items():
-        parser[key] = value
-    return parser
 
 
 # preprocessed test items by (datalist test files, preprocessing and the values it reads): the
@@ -205,8 +191,6 @@ def score_cell(args: argparse.Namespace, client: Any, experiment: str, common: d
     no bundle run records, gets a run of its own here and is marked FINISHED once scored.
     """
     if bundle_kind(args.bundle) == "segmentation":
-        from .segmentation import score_segmentation_cell
-
         return score_segmentation_cell(args, client, experiment, common, method, seed, fraction, cell, threads)
     parser = load_bundle(args, common, method, seed, fraction)
     num_classes = parser.get_parsed_content("num_classes")

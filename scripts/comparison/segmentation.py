@@ -11,21 +11,19 @@ classes), in a subprocess; its ``MetricsSaver`` CSVs give the row: mean Dice and
 from __future__ import annotations
 
 import argparse
+import csv
+import os
 from pathlib import Path
 from typing import Any
 
 from . import REPO, method_overlay
-from .cells import best_metric, cell_overrides, finished_run, recorded_digest, run_bundle
+from .cells import best_metric, cell_overrides, finished_run, load_bundle, recorded_digest, run_bundle
 
 
 def score_segmentation_cell(args: argparse.Namespace, client: Any, experiment: str, common: dict[str, Any], method: str,
                             seed: int, fraction: float, cell: str, threads: int | None = None) -> dict[str, Any]:
     """Test Dice / HD95 of one trained segmentation cell, from the bundle's ``evaluate.yaml``; one results row."""
     import torch
-
-    from .scoring import load_bundle
-
-    from rd_components.utils import read_segmentation_metrics
 
     configs = [str(REPO / "bundles" / args.bundle / "configs" / name) for name in ("train.yaml", "evaluate.yaml")]
     configs.insert(1, str(method_overlay(args.bundle, method)))
@@ -60,3 +58,29 @@ def score_segmentation_cell(args: argparse.Namespace, client: Any, experiment: s
         row[f"dice_{name.lower().replace(' ', '_')}"] = dice.get(f"class{index}", float("nan"))
     row.update({"params": sum(p.numel() for p in model.parameters()), "run_id": run_id})
     return row
+
+
+def read_segmentation_metrics(folder: str | os.PathLike, split: str = "test") -> dict[str, Any]:
+    """The figures a segmentation ``evaluate.yaml`` run left in ``folder`` (MONAI ``MetricsSaver`` CSVs).
+
+    Returns:
+        ``mean_dice`` and ``hd95`` as ``metrics.csv`` holds them (MONAI's ``MeanDice`` /
+        ``HausdorffDistance``: mean over every non-NaN image-class pair), ``dice_per_class``
+        (``class0`` = the first foreground class: mean over images, from
+        ``<split>_mean_dice_summary.csv``) and ``num_samples`` (images evaluated).
+
+    Raises:
+        KeyError: ``metrics.csv`` lacks ``<split>_mean_dice`` or ``<split>_hd95``.
+    """
+    folder = Path(folder)
+    with open(folder / "metrics.csv", newline="") as handle:
+        metrics = dict(row for row in csv.reader(handle) if len(row) == 2)
+    missing = [key for key in (f"{split}_mean_dice", f"{split}_hd95") if key not in metrics]
+    if missing:
+        raise KeyError(f"{folder / 'metrics.csv'}: no {missing}; is it a segmentation bundle's evaluate.yaml output?")
+    with open(folder / f"{split}_mean_dice_summary.csv", newline="") as handle:
+        per_class = {row["class"]: float(row["mean"]) for row in csv.DictReader(handle) if row["class"] != "mean"}
+    with open(folder / f"{split}_mean_dice_raw.csv", newline="") as handle:
+        images = sum(1 for _ in csv.DictReader(handle))
+    return {"mean_dice": float(metrics[f"{split}_mean_dice"]), "hd95": float(metrics[f"{split}_hd95"]),
+            "dice_per_class": per_class, "num_samples": images}

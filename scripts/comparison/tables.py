@@ -11,45 +11,17 @@ from __future__ import annotations
 import csv
 import io
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rd_components.atomic import atomic_write
 
 from . import PROBE
+from .kinds import CLASSIFICATION, SEGMENTATION, result_kind
 from .plots import plot
 
 FLOAT_COLUMNS = ("accuracy", "macro_f1", "auc", "latency_ms", "teacher_accuracy", "teacher_val_accuracy", "mean_dice",
                  "hd95", "val_mean_dice")
-
-
-@dataclass(frozen=True)
-class ResultKind:
-    """What a grid's rows measure: the columns of its summary and the method the others are paired against.
-
-    ``columns`` are (column, label, scale): a value is shown as ``scale * value``.
-    """
-
-    primary: str
-    primary_label: str
-    columns: tuple[tuple[str, str, float], ...]
-    reference: str
-
-
-CLASSIFICATION = ResultKind("accuracy", "accuracy", (("accuracy", "acc", 100.0), ("macro_f1", "F1", 100.0),
-                                                      ("auc", "AUC", 100.0)), "rd")
-SEGMENTATION = ResultKind("mean_dice", "mean Dice", (("mean_dice", "Dice", 100.0), ("hd95", "HD95", 1.0)), "drd")
-
-
-def result_kind(rows: list[dict[str, Any]]) -> ResultKind:
-    """Segmentation rows carry a ``mean_dice`` and no ``accuracy`` (read back from a CSV, every row has
-    both columns and the other kind's is NaN)."""
-    def is_segmentation(row: dict[str, Any]) -> bool:
-        accuracy = row.get("accuracy")
-        return "mean_dice" in row and (accuracy is None or accuracy != accuracy)
-
-    return SEGMENTATION if rows and all(is_segmentation(r) for r in rows) else CLASSIFICATION
 
 
 def describe(row: dict[str, Any]) -> str:
