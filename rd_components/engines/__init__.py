@@ -1,24 +1,25 @@
-"""Engines: RDTrainer (one-stage RD co-training), DRDTrainer (its segmentation sibling), RDEvaluator, the student and teacher branches
-and the output transform shared by the engines' ignite metrics.
+"""Engines: RDTrainer (one-stage RD co-training), DRDTrainer (its segmentation sibling), RDEvaluator, the student and teacher branches,
+the per-epoch averages of whatever terms the loss returns, and the output transform shared by the engines' ignite metrics.
 
 The teacher feature source and the teacher linear probe live in :mod:`rd_components.foundation`
 (``TeacherFeatureSource``, ``fit_linear_probe``, ``extract_pooled_features``), with the teacher.
 """
 
 from .branches import RDBranches, teacher_branch
-from .drd_trainer import DRD_LOSS_TERMS, DRDBranches, DRDTrainer
+from .drd_trainer import DRDBranches, DRDTrainer
+from .loss_terms import LossTermAverages, loss_terms
 from .outputs import stacked_output
 from .rd_evaluator import RDEvaluator
-from .rd_trainer import LOSS_TERMS, RDTrainer
+from .rd_trainer import RDTrainer
 
 __all__ = [
-    "DRD_LOSS_TERMS",
     "DRDBranches",
     "DRDTrainer",
-    "LOSS_TERMS",
+    "LossTermAverages",
     "RDBranches",
     "RDEvaluator",
     "RDTrainer",
+    "loss_terms",
     "stacked_output",
     "teacher_branch",
 ]

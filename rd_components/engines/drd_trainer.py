@@ -12,10 +12,7 @@ from ..foundation.teacher_features import TeacherFeatureSource
 from ..networks.segmentation import SegmentationStudent
 from .rd_trainer import RDTrainer
 
-__all__ = ["DRDTrainer", "DRDBranches", "DRD_LOSS_TERMS", "labeled_mask"]
-
-#: loss terms of :class:`~rd_components.losses.DRDLoss`, averaged per epoch into ``train_<term>``
-DRD_LOSS_TERMS: tuple[str, ...] = ("loss", "sup_student", "sup_hybrid", "kd", "cka")
+__all__ = ["DRDTrainer", "DRDBranches", "labeled_mask"]
 
 
 class DRDBranches(nn.Module):
@@ -129,8 +126,8 @@ class DRDTrainer(RDTrainer):
     larger share of DRD's extra cost, both intervals at 3 bring DRD to 1.25x (hybrid alone: 1.49x).
     """
 
-    def __init__(self, *args: Any, loss_terms: tuple[str, ...] = DRD_LOSS_TERMS, hybrid_pass: bool = True,
-                 hybrid_interval: int = 1, cka_interval: int = 1, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, hybrid_pass: bool = True, hybrid_interval: int = 1, cka_interval: int = 1,
+                 **kwargs: Any) -> None:
         for name, value in (("hybrid_interval", hybrid_interval), ("cka_interval", cka_interval)):
             if int(value) < 1:
                 raise ValueError(f"DRDTrainer: {name} must be >= 1, got {value!r}")
@@ -140,7 +137,7 @@ class DRDTrainer(RDTrainer):
         teacher = kwargs.get("teacher")
         if teacher is not None and not isinstance(teacher, TeacherFeatureSource):
             kwargs["teacher"] = TeacherFeatureSource(teacher, stages=True)
-        super().__init__(*args, loss_terms=loss_terms, **kwargs)
+        super().__init__(*args, **kwargs)
 
     def make_branches(self, network: nn.Module, reprogrammer: nn.Module | None) -> nn.Module:
         if not isinstance(network, SegmentationStudent):

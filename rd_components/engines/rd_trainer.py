@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from ignite.metrics import Average
 from monai.engines import Trainer
 from monai.engines.utils import IterationEvents, default_metric_cmp_fn, default_prepare_batch
 from monai.transforms import Transform
@@ -21,16 +20,9 @@ from torch.utils.data import DataLoader
 from ..foundation.teacher_features import TeacherFeatureSource
 from ..networks.deployable import DeployableStudent
 from .branches import RDBranches
+from .loss_terms import LossTermAverages, record_loss_terms
 
-__all__ = ["RDTrainer", "LOSS_TERMS"]
-
-#: loss terms reported per iteration in ``state.output`` and per epoch as ``train_<term>`` metrics
-LOSS_TERMS: tuple[str, ...] = ("loss", "ce_teacher", "ce_student", "kd", "cka", "hint")
-
-
-def _first(output: Any) -> dict:
-    # after decollation the output is a list of per-sample dicts with scalars replicated
-    return output[0] if isinstance(output, list) else output
+__all__ = ["RDTrainer"]
 
 
 class RDTrainer(Trainer):
@@ -46,8 +38,10 @@ class RDTrainer(Trainer):
     ``network`` is the deployable student (student + shared classifier), so ``CheckpointSaver``,
     ``ValidationHandler`` and lr logging work as with ``SupervisedTrainer``. ``state.output``
     holds ``image``, ``label``, ``pred`` (student logits), ``pred_teacher`` (teacher-branch
-    logits) and every loss term; each term is also averaged per epoch into
-    ``state.metrics["train_<term>"]``. All ``IterationEvents`` fire.
+    logits) and every term of the dict the loss returned, whatever its names (a new term needs no
+    change here); ``state.loss_terms`` records those names, and each term is averaged per epoch
+    into ``state.metrics["train_<term>"]`` (:class:`~rd_components.engines.loss_terms.LossTermAverages`).
+    All ``IterationEvents`` fire.
 
     Args:
         device: device of the trainable parts and the teacher.
@@ -61,8 +55,7 @@ class RDTrainer(Trainer):
             reprogrammer trains the student alone.
         optimizer: optimizer over student, classifier and reprogrammer parameters.
         loss_function: callable ``(student_logits, teacher_logits, student_features,
-            teacher_features, labels) -> dict`` with a ``loss`` key.
-        loss_terms: keys of the loss dict averaged into per-epoch ``train_<term>`` metrics.
+            teacher_features, labels) -> dict`` with a ``loss`` key and any other named terms.
         amp: mixed precision on CUDA (ignored with a warning on CPU).
         distributed: wrap the trainable branches in ``DistributedDataParallel``; default: when
             a process group is initialised.
@@ -79,7 +72,6 @@ class RDTrainer(Trainer):
         loss_function: Callable[..., dict[str, torch.Tensor]],
         reprogrammer: nn.Module | None = None,
         teacher: nn.Module | TeacherFeatureSource | None = None,
-        loss_terms: Sequence[str] = LOSS_TERMS,
         epoch_length: int | None = None,
         non_blocking: bool = False,
         prepare_batch: Callable = default_prepare_batch,
@@ -132,7 +124,6 @@ class RDTrainer(Trainer):
         self.optimizer = optimizer
         self.loss_function = loss_function
         self.optim_set_to_none = optim_set_to_none
-        self.loss_terms = tuple(loss_terms)
         branches = self.make_branches(network, reprogrammer)
         if distributed is None:
             distributed = dist.is_available() and dist.is_initialized()
@@ -145,8 +136,7 @@ class RDTrainer(Trainer):
         self.branches = branches
         # loss-term averages are attached before the user's handlers so that handlers firing
         # at EPOCH_COMPLETED (MLflow, stats) already see this epoch's values
-        for term in self.loss_terms:
-            Average(output_transform=lambda out, t=term: _first(out)[t], device="cpu").attach(self, f"train_{term}")
+        LossTermAverages().attach(self)
         if train_handlers is not None:
             self._register_handlers(train_handlers)
 
@@ -197,6 +187,7 @@ class RDTrainer(Trainer):
                 engine.state.output["pred_teacher"] = outputs["teacher_logits"]
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             terms = engine.compute_loss(outputs, targets)
+            record_loss_terms(engine, terms)
             for name, value in terms.items():
                 engine.state.output[name] = value if name == Keys.LOSS else value.detach()
             engine.fire_event(IterationEvents.LOSS_COMPLETED)

@@ -61,7 +61,8 @@ class DRDLoss(nn.Module):
         ``student_logits``, ``hybrid_logits``: ``(B, K, *spatial)``; ``labels``: ``(B, 1, *spatial)``
         class indices; ``labeled``: ``(B,)`` bool (``None``: all labelled); stage lists of
         ``(B, C_s, *spatial_s)`` with matching shapes per stage. Returns a dict of 0-dim
-        tensors: ``loss`` and each term ``sup_student``, ``sup_hybrid``, ``kd``, ``cka``.
+        tensors: ``loss`` and each term ``sup_student``, ``sup_hybrid``, ``kd``, ``cka``; the engines
+        log every key of that dict, so a term is named here and nowhere else.
     """
 
     def __init__(

@@ -16,13 +16,12 @@ UNLABELED = -1
 
 __all__ = ["RDLoss"]
 
-TERMS = ("ce_teacher", "ce_student", "kd", "cka", "hint")
 #: the terms that need no label, scaled by ``RDLoss.distill_scale``
 DISTILL_TERMS = ("kd", "cka", "hint")
 
 
 class RDLoss(nn.Module):
-    """Reprogramming Distillation loss (Li et al., MICCAI 2024), returning a dict of terms.
+    """Reprogramming Distillation loss (Zhou et al., MICCAI 2024), returning a dict of terms.
 
     ``L = w_ce_T * CE(g(z_T), y) + w_ce_S * CE(g(z_S), y)
     + w_kd * tau^2 * KL(softmax(g(z_T) / tau) || softmax(g(z_S) / tau))
@@ -123,33 +122,31 @@ class RDLoss(nn.Module):
 
         Returns:
             dict with 0-dim float32 tensors: ``loss`` (the weighted sum, differentiable) and
-            the unweighted terms ``ce_teacher``, ``ce_student``, ``kd``, ``cka``, ``hint``.
+            the unweighted terms ``ce_teacher``, ``ce_student``, ``kd``, ``cka``, ``hint``. The
+            engines log every key of this dict (``state.output`` per step, ``train_<term>`` per
+            epoch), so a subclass that returns one more term has it logged too.
         """
         t_logits_d = _maybe_detach(teacher_logits, self.detach_teacher)
         t_feats_d = _maybe_detach(teacher_features, self.detach_teacher)
-        term_fns: Dict[str, Callable[[], torch.Tensor]] = {
-            "ce_teacher": lambda: self._cross_entropy(teacher_logits, labels),
-            "ce_student": lambda: self._cross_entropy(student_logits, labels),
-            "kd": lambda: self.kd_loss(student_logits, t_logits_d),
-            "cka": lambda: self.cka_loss(t_feats_d, student_features),
-            "hint": lambda: self.hint_loss(student_features, teacher_features),
-        }
-        needs = {
-            "ce_teacher": (teacher_logits, labels),
-            "ce_student": (student_logits, labels),
-            "kd": (student_logits, teacher_logits),
-            "cka": (student_features, teacher_features),
-            "hint": (student_features, teacher_features, self.hint_loss),
+        # each term once: how to compute it and the inputs it needs; the engines report whatever
+        # names this dict holds, so a new term is added here and nowhere else
+        terms: Dict[str, tuple[Callable[[], torch.Tensor], tuple]] = {
+            "ce_teacher": (lambda: self._cross_entropy(teacher_logits, labels), (teacher_logits, labels)),
+            "ce_student": (lambda: self._cross_entropy(student_logits, labels), (student_logits, labels)),
+            "kd": (lambda: self.kd_loss(student_logits, t_logits_d), (student_logits, teacher_logits)),
+            "cka": (lambda: self.cka_loss(t_feats_d, student_features), (student_features, teacher_features)),
+            "hint": (lambda: self.hint_loss(student_features, teacher_features),
+                     (student_features, teacher_features, self.hint_loss)),
         }
         out: Dict[str, torch.Tensor] = {}
         total: Optional[torch.Tensor] = None
-        for name in TERMS:
+        for name, (term_fn, needs) in terms.items():
             weight = self.weights[name] * (self.distill_scale if name in DISTILL_TERMS else 1.0)
-            missing = [i for i, t in enumerate(needs[name]) if t is None]
+            missing = [i for i, t in enumerate(needs) if t is None]
             if weight > 0:
                 if missing:
                     raise ValueError(f"RDLoss: term {name!r} has weight {weight} but some of its inputs are None.")
-                value = term_fns[name]()
+                value = term_fn()
                 total = weight * value if total is None else total + weight * value
                 out[name] = value
                 continue
@@ -157,7 +154,7 @@ class RDLoss(nn.Module):
                 out[name] = _zero_like(student_logits, student_features, teacher_logits, teacher_features)
                 continue
             with torch.no_grad():
-                out[name] = term_fns[name]()
+                out[name] = term_fn()
         if total is None:  # only distillation terms, scaled to 0 at the start of a warm-up
             total = 0.0 * student_logits.float().sum()
         out["loss"] = total

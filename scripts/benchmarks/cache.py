@@ -18,10 +18,11 @@ def check_cache_correctness(setup: BenchmarkSetup, seed: int, work: Path, epochs
     import torch
     from ignite.engine import Events
     from monai.utils import set_determinism
-    from rd_components.engines import LOSS_TERMS
+    from rd_components.engines import loss_terms
 
     batch_size = setup.loader.batch_sampler.batch_size
     n = min(setup.settings["n_train"], 2 * batch_size)
+    terms: list[str] = []  # the names the loss returned (the same in both runs)
 
     def run(variant: str) -> tuple[torch.Tensor, dict]:
         parser = configuration_parser(setup, variant, cache_dir=work / "correctness_cache", epochs=epochs, n_train=n)
@@ -33,7 +34,8 @@ def check_cache_correctness(setup: BenchmarkSetup, seed: int, work: Path, epochs
 
         def record(engine: Any) -> None:
             output = engine.state.output[0] if isinstance(engine.state.output, list) else engine.state.output
-            rows.append([float(output[t]) for t in LOSS_TERMS])
+            terms[:] = loss_terms(engine)
+            rows.append([float(output[t]) for t in terms])
 
         parts.trainer.add_event_handler(Events.ITERATION_COMPLETED, record)
         parts.trainer.run()
@@ -45,7 +47,7 @@ def check_cache_correctness(setup: BenchmarkSetup, seed: int, work: Path, epochs
     diff = (uncached - cached).abs()
     return {
         "max_abs_diff": float(diff.max()),
-        "per_term_max_abs_diff": {t: float(diff[:, i].max()) for i, t in enumerate(LOSS_TERMS)},
+        "per_term_max_abs_diff": {t: float(diff[:, i].max()) for i, t in enumerate(terms)},
         "iterations": int(diff.shape[0]),
         "items": n,
         "epochs": epochs,
