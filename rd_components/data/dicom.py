@@ -1,22 +1,19 @@
-"""Read any single DICOM file frame by frame, with pydicom, as a 2D image MONAI can orient.
+"""Read any DICOM file frame by frame as a 2D image MONAI can orient; group and order the files of a series.
 
 MONAI's ``PydicomReader`` covers the files a scanner writes for a series, but a folder of real
 files holds more: multi-frame objects (enhanced CT/MR, ultrasound clips, dose grids), colour
-and palette images, segmentations with a single frame, oblique or sagittal planes, files whose
-orientation tags are absent or degenerate, files without a file meta header, and objects
-without pixel data (reports, plans, waveforms). This module turns each *frame* of such a
-file into a ``(X, Y)`` float32 array plus a RAS affine in MONAI's conventions, using pydicom's
-own facilities for decoding (every installed pixel-data plugin: JPEG, JPEG-LS, JPEG 2000, RLE,
-deflate, big endian), the modality LUT / rescale, and palette colour lookup.
+and palette images, oblique or sagittal planes, degenerate orientation tags, files without a
+file meta header, objects without pixel data (reports, plans, waveforms). Each *frame* of such
+a file becomes a ``(X, Y)`` float32 array plus a RAS affine in MONAI's conventions: pydicom
+decodes (every installed plugin), applies the modality LUT and palette lookup; highdicom builds
+the affine and orders a series' slices.
 
-Conventions (the same as ``PydicomReader(swap_ij=True, affine_lps_to_ras=True)`` on a plain
-single-frame file, so training and inference see identical tensors):
-
-* array axis 0 runs along a row (DICOM column index), axis 1 down the columns (row index);
-* the affine maps (axis 0, axis 1, slice) to RAS millimetres; its third column is the plane
-  normal, so an image in any plane (axial, sagittal, coronal, oblique) can be oriented;
-* missing or degenerate orientation (absent, zero, non-finite or parallel direction cosines)
-  is read as a standard axial image, i.e. as the file is displayed, and noted.
+Conventions (those of ``PydicomReader(swap_ij=True, affine_lps_to_ras=True)`` on a plain file,
+so training and inference see identical tensors): array axis 0 runs along a row (DICOM column
+index), axis 1 down the columns; the affine maps (axis 0, axis 1, slice) to RAS mm, its third
+column the unit plane normal, so an image in any plane can be oriented; missing or degenerate
+orientation (absent, zero, non-finite or parallel cosines) is read as a standard axial image,
+as the file is displayed, and noted.
 """
 
 from __future__ import annotations
@@ -34,7 +31,6 @@ from ..errors import NoImageError
 __all__ = ["DicomFrame", "DicomSeries", "read_dicom_header", "frame_count", "read_dicom_frame", "is_nifti_path",
            "dicom_series", "one_series"]
 
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
 #: values larger than this are read from disk only when used: a header read never loads the pixels
 _DEFER = "4 KB"
 #: ITU-R BT.601 luma weights (as in JPEG's YCbCr): the luminance of an RGB pixel
@@ -58,7 +54,7 @@ class DicomFrame:
 
 def is_nifti_path(path: str | os.PathLike) -> bool:
     """True for ``.nii`` / ``.nii.gz`` names."""
-    return str(path).lower().endswith(_NIFTI_SUFFIXES)
+    return str(path).lower().endswith((".nii", ".nii.gz"))
 
 
 def read_dicom_header(path: str | os.PathLike, pixels: bool = False):
@@ -98,8 +94,7 @@ def frame_count(ds, strict: bool = False) -> int:
         NoImageError: with ``strict``, for a ``NumberOfFrames`` that is not a number.
     """
     try:
-        value = ds.get("NumberOfFrames", 1)
-        return max(1, int(value or 1))
+        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
     except (TypeError, ValueError):
         if strict:
             raise NoImageError(f"damaged header: Number of Frames is {str(ds['NumberOfFrames'].value)!r}, not a number") from None
@@ -122,20 +117,18 @@ def _decode_reason(error: BaseException) -> str:
     return _short(text.replace("Unable to decode as exceptions were raised by all available plugins: ", ""))
 
 
-def _object_kind(ds) -> str:
-    """``"Comprehensive SR"``, ``"RT Plan"``...: pydicom's name of the SOP class, or the modality."""
+def _no_image_reason(ds) -> str:
+    """``no image in this file (RT Plan)``: pydicom's name of the SOP class, or the modality."""
     uid = ds.get("SOPClassUID")
     name = getattr(uid, "name", "") if uid is not None else ""
-    if name and name != str(uid):
-        return name.removesuffix(" Storage").removesuffix(" Image")
-    return str(ds.get("Modality") or "no pixel data")
-
-
-def _no_image_reason(ds) -> str:
-    kind = _object_kind(ds)
+    kind = name.removesuffix(" Storage").removesuffix(" Image") if name and name != str(uid) else str(ds.get("Modality") or "no pixel data")
     if "SR" in kind.split() or str(ds.get("Modality")) == "SR":
         kind = f"Structured Report: {kind}" if kind != "SR" else "Structured Report"
     return f"no image in this file ({kind})"
+
+
+def _has_pixels(ds) -> bool:
+    return any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
 
 
 def _frame_item(ds, index: int, sequence: str):
@@ -164,33 +157,37 @@ def _floats(values, count: int) -> np.ndarray | None:
     return out if out.shape == (count,) and np.isfinite(out).all() else None
 
 
-def _affine(ds, index: int, notes: list[str]) -> np.ndarray:
-    """(axis 0 = along a row, axis 1 = down a column, normal) -> RAS mm, as PydicomReader builds it."""
+def _geometry(ds, index: int) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """(ImageOrientationPatient with unit cosines, ImagePositionPatient, PixelSpacing) of frame ``index``.
+
+    Each ``None`` when absent or unusable (zero, non-finite or parallel cosines, spacing <= 0):
+    highdicom takes the tags as written, so these checks and the functional-group lookup are ours.
+    """
     iop = _floats(_frame_value(ds, index, "ImageOrientationPatient", "PlaneOrientationSequence") or (), 6)
     ipp = _floats(_frame_value(ds, index, "ImagePositionPatient", "PlanePositionSequence") or (), 3)
     spacing = _floats(_frame_value(ds, index, "PixelSpacing", "PixelMeasuresSequence") or (), 2)
-    if spacing is None or (spacing <= 0).any():
-        spacing = np.ones(2)
-    row = col = None
     if iop is not None:
-        row, col = iop[:3], iop[3:]
-        norms = np.linalg.norm(row), np.linalg.norm(col)
-        normal = np.cross(row, col)
-        # zero, non-unit-able or parallel cosines cannot orient anything
-        if min(norms) < 1e-3 or np.linalg.norm(normal) < 1e-3 * norms[0] * norms[1]:
-            row = col = None
-        else:
-            row, col = row / norms[0], col / norms[1]
-    if row is None:
+        norms = np.linalg.norm(iop[:3]), np.linalg.norm(iop[3:])
+        degenerate = min(norms) < 1e-3 or np.linalg.norm(np.cross(iop[:3], iop[3:])) < 1e-3 * norms[0] * norms[1]
+        iop = None if degenerate else np.concatenate([iop[:3] / norms[0], iop[3:] / norms[1]])
+    return iop, ipp, None if spacing is None or (spacing <= 0).any() else spacing
+
+
+def _affine(ds, index: int, notes: list[str]) -> np.ndarray:
+    """(axis 0 = along a row, axis 1 = down a column, unit normal) -> RAS mm, as PydicomReader builds it.
+
+    highdicom's LPS affine in its ``"RD"`` index convention (column index, row index, slice).
+    """
+    from highdicom.spatial import create_affine_matrix_from_attributes
+
+    iop, ipp, spacing = _geometry(ds, index)
+    if iop is None:
         notes.append("orientation tags absent or degenerate: read as a standard axial image")
-        row, col = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
-    normal = np.cross(row, col)
-    normal /= np.linalg.norm(normal)
-    lps = np.eye(4)
-    lps[:3, 0] = row * spacing[1]  # along a row: the distance between columns
-    lps[:3, 1] = col * spacing[0]  # down a column: the distance between rows
-    lps[:3, 2] = normal
-    lps[:3, 3] = ipp if ipp is not None else 0.0
+        iop = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    lps = create_affine_matrix_from_attributes(np.zeros(3) if ipp is None else ipp, iop,
+                                               np.ones(2) if spacing is None else spacing, index_convention="RD")
+    # highdicom's slice axis is the plain cross product (shorter than 1 for non-orthogonal cosines); MONAI's is unit
+    lps[:3, 2] /= np.linalg.norm(lps[:3, 2])
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # LPS -> RAS
 
 
@@ -218,26 +215,19 @@ def _decode(path: Path, index: int | None) -> np.ndarray:
         # files without a file meta header need the dataset route
         try:
             from pydicom.dataset import FileMetaDataset
+            from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
             ds = read_dicom_header(path, pixels=True)
             if not getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None):
+                # the transfer syntax the file was read with
+                implicit, little = getattr(ds, "original_encoding", (True, True))
                 ds.file_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
-                ds.file_meta.TransferSyntaxUID = _inferred_syntax(ds)
+                ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                                  ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
             return pixel_array(ds, index=index)
         except Exception as second:
             # the path route's complaint about the missing file meta hides the real problem
             raise (second if "File Format" in str(first) else first) from None
-
-
-def _inferred_syntax(ds):
-    """The transfer syntax of a file without one in its meta header, from how pydicom read it."""
-    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
-
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if syntax:
-        return syntax
-    implicit, little = getattr(ds, "original_encoding", (True, True))
-    return ImplicitVRLittleEndian if implicit else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
 
 
 def read_dicom_frame(path: str | os.PathLike, frame: int | None = None) -> DicomFrame:
@@ -253,10 +243,11 @@ def read_dicom_frame(path: str | os.PathLike, frame: int | None = None) -> Dicom
             number out of range, pixel data that cannot be decoded; all in plain words.
     """
     path = Path(path)
-    header = read_dicom_header(path)
-    if "PixelData" not in header and "FloatPixelData" not in header and "DoubleFloatPixelData" not in header:
-        raise NoImageError(_no_image_reason(header))
-    frames = frame_count(header, strict=True)
+    # the header has every element; the decoder's dataset only those of the pixel module
+    ds = read_dicom_header(path)
+    if not _has_pixels(ds):
+        raise NoImageError(_no_image_reason(ds))
+    frames = frame_count(ds, strict=True)
     if frames > 1 and frame is None:
         raise NoImageError(f"a multi-frame file ({frames} frames): give one item per frame")
     if frame is not None and not 0 <= int(frame) < frames:
@@ -267,11 +258,9 @@ def read_dicom_frame(path: str | os.PathLike, frame: int | None = None) -> Dicom
     except NoImageError:
         raise
     except Exception as error:
-        syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", None)
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         where = f" ({syntax.name})" if syntax is not None else ""
         raise NoImageError(f"pixel data could not be decoded{where}: {_decode_reason(error)}") from None
-    # the header has every element; the decoder's dataset only those of the pixel module
-    ds = header
     notes: list[str] = []
     photometric = str(ds.get("PhotometricInterpretation", "")).upper()
     if arr.ndim == 3 and frames == 1 and arr.shape[0] > 1 and int(ds.get("SamplesPerPixel", 1) or 1) == 1:
@@ -300,17 +289,6 @@ def read_dicom_frame(path: str | os.PathLike, frame: int | None = None) -> Dicom
     return DicomFrame(array, _affine(ds, index or 0, notes), notes)
 
 
-def dicom_frames(paths: Iterable[str | os.PathLike]) -> dict[str, int]:
-    """Frame count per path (1 for files whose header cannot be read: they fail later, with a reason)."""
-    out = {}
-    for path in paths:
-        try:
-            out[str(path)] = frame_count(read_dicom_header(path))
-        except NoImageError:
-            out[str(path)] = 1
-    return out
-
-
 @dataclass
 class DicomSeries:
     """The image files of one DICOM series, in slice order.
@@ -334,48 +312,37 @@ class DicomSeries:
         return f"{self.uid or 'no SeriesInstanceUID'} ({', '.join(d for d in details if d)})"
 
 
-def _has_pixels(ds) -> bool:
-    return any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"))
-
-
-def _plane(ds) -> tuple[np.ndarray, np.ndarray] | None:
-    """(unit slice normal, ImagePositionPatient) of a slice, or ``None`` when its geometry is missing or degenerate."""
-    iop = _floats(_frame_value(ds, 0, "ImageOrientationPatient", "PlaneOrientationSequence") or (), 6)
-    ipp = _floats(_frame_value(ds, 0, "ImagePositionPatient", "PlanePositionSequence") or (), 3)
-    if iop is None or ipp is None:
-        return None
-    normal = np.cross(iop[:3], iop[3:])
-    length = np.linalg.norm(normal)
-    return None if length < 1e-3 else (normal / length, ipp)
-
-
-def _instance_number(ds) -> float:
+def _number(value) -> float:
+    """An InstanceNumber or SeriesNumber; infinite when absent or not a number (those go last)."""
     try:
-        return float(ds.get("InstanceNumber"))
+        return float(value)
     except (TypeError, ValueError):
-        return float("inf")  # files without one go last, in name order
+        return float("inf")
 
 
 def _slice_order(members: list[tuple[Path, object]]) -> list[Path]:
     """The files of one series along the slice normal; by InstanceNumber (then name) when a slice lacks geometry.
 
-    The position of a slice is its ImagePositionPatient projected on the normal (the cross product
-    of ImageOrientationPatient's row and column cosines), so axial, sagittal, coronal and oblique
-    series stack in space order whatever their InstanceNumbers say.
+    highdicom's order (``get_plane_sort_index``: ImagePositionPatient projected on the normal), so
+    any plane stacks in space order whatever the InstanceNumbers say. The checks are ours: its
+    ``get_series_volume_positions`` answers ``None`` without a reason, and also refuses irregularly
+    spaced or tilted-gantry series, which MONAI's reader stacks.
 
     Raises:
         NoImageError: slices in different orientations, or several slices at one position (these
             are not one volume: stacking them would be a wrong image).
     """
-    planes = [_plane(ds) for _, ds in members]
-    if len(members) < 2 or any(plane is None for plane in planes):
-        return [path for path, ds in sorted(members, key=lambda m: (_instance_number(m[1]), m[0].name))]
-    normal = planes[0][0]
-    if any(abs(float(plane[0] @ normal)) < 1 - 1e-4 for plane in planes):
+    from highdicom.spatial import get_plane_sort_index
+
+    planes = [_geometry(ds, 0)[:2] for _, ds in members]
+    if len(members) < 2 or any(iop is None or ipp is None for iop, ipp in planes):
+        return [path for path, ds in sorted(members, key=lambda m: (_number(m[1].get("InstanceNumber")), m[0].name))]
+    normals = np.array([np.cross(iop[:3], iop[3:]) for iop, _ in planes])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    if (np.abs(normals @ normals[0]) < 1 - 1e-4).any():
         raise NoImageError("the slices of this series lie in different orientations: not one volume")
-    positions = np.array([float(plane[1] @ normal) for plane in planes])
-    order = np.argsort(positions, kind="stable")
-    if (np.diff(positions[order]) < 1e-4).any():
+    order = get_plane_sort_index([ipp for _, ipp in planes], planes[0][0], index_convention="RD")
+    if (np.diff(np.array([planes[i][1] for i in order]) @ normals[0]) < 1e-4).any():
         raise NoImageError("several slices of this series share a position along the slice normal "
                            "(several volumes, echoes or phases in one series): not one volume")
     return [members[i][0] for i in order]
@@ -401,19 +368,10 @@ def dicom_series(files: Iterable[str | os.PathLike]) -> list[DicomSeries]:
             continue
         if _has_pixels(ds):
             groups.setdefault(str(ds.get("SeriesInstanceUID", "") or ""), []).append((path, ds))
-    series = []
-    for uid, members in groups.items():
-        first = members[0][1]
-        series.append(DicomSeries(uid, str(first.get("SeriesNumber", "") or ""), str(first.get("SeriesDescription", "") or ""),
-                                  _slice_order(members)))
-
-    def number(s: DicomSeries) -> tuple:
-        try:
-            return (0, float(s.number), s.uid)
-        except ValueError:
-            return (1, 0.0, s.uid)
-
-    return sorted(series, key=number)
+    series = [DicomSeries(uid, str(members[0][1].get("SeriesNumber", "") or ""),
+                          str(members[0][1].get("SeriesDescription", "") or ""), _slice_order(members))
+              for uid, members in groups.items()]
+    return sorted(series, key=lambda s: (_number(s.number), s.uid))
 
 
 def folder_files(folder: str | os.PathLike) -> list[Path]:
