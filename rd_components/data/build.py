@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: bump when the content written for the same parameters changes
-DATA_VERSION = "1"
+DATA_VERSION = "2"
 FORMATS = ("nifti", "dicom")
 MANIFEST = "manifest.json"
 DATALIST = "datalist.json"
