@@ -5,7 +5,7 @@ Architecture of Merlin (Blankemeier et al. 2024, ``stanfordmimi/Merlin``,
 2D kernel inflated to 3D. The stem conv is 3x7x7 with stride (1, 2, 2), the max-pool and the
 3x3x3 convs of stages 2-4 stride 2 along every axis. Merlin permutes its ``(B, 1, X, Y, Z)``
 input to ``(B, 1, Z, X, Y)`` (the slice axis takes the inflated "time" kernel axis) and
-replicates it to 3 channels. There is no further normalisation: Merlin feeds CT windowed
+replicates it to 3 channels. Built as MONAI's ``ResNet`` (:class:`I3ResNet152`). There is no further normalisation: Merlin feeds CT windowed
 HU -1000..1000 -> 0..1 (Astra's chest pipeline uses -1000..200 -> 0..1), RAS orientation,
 1.5 x 1.5 x 3 mm spacing, 224 x 224 x 160 crops. The feature map is the output of ``layer4``:
 stride 32 in-plane and 16 along Z.
@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from filelock import FileLock
-from torch import nn
+from monai.networks.nets import ResNet
 
 from .base import FrozenTeacher
 from .weights import load_checkpoint, unwrap_state_dict
@@ -51,55 +51,30 @@ _PREFIXES = ("visual_encoder.model.encode_image.i3_resnet.", "encode_image.i3_re
 _HEADS = ("classifier.", "contrastive_head.", "fc.")
 
 
-class _Bottleneck3d(nn.Module):
-    """Inflated torchvision Bottleneck (v1.5): 1x1x1 -> 3x3x3 (stride) -> 1x1x1, residual."""
+class I3ResNet152(ResNet):
+    """Merlin's I3ResNet-152 trunk, MONAI's ``ResNet``: ``(B, 3, Z, X, Y)`` -> ``(B, 2048, Z/16, X/32, Y/32)`` (ceil).
 
-    def __init__(self, cin: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv3d(cin, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm3d(planes)
-        self.conv2 = nn.Conv3d(planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm3d(planes)
-        self.conv3 = nn.Conv3d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm3d(planes * 4)
-        self.downsample = None
-        if stride != 1 or cin != planes * 4:
-            self.downsample = nn.Sequential(
-                nn.Conv3d(cin, planes * 4, 1, stride=stride, bias=False), nn.BatchNorm3d(planes * 4)
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        y = torch.relu(self.bn1(self.conv1(x)))
-        y = torch.relu(self.bn2(self.conv2(y)))
-        return torch.relu(self.bn3(self.conv3(y)) + identity)
-
-
-class I3ResNet152(nn.Module):
-    """Merlin's I3ResNet-152 trunk: ``(B, 3, Z, X, Y)`` -> ``(B, 2048, Z/16, X/32, Y/32)`` (ceil)."""
-
-    def __init__(self, layers: Sequence[int] = (3, 8, 36, 3)) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv3d(3, 64, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False)
-        self.bn1 = nn.BatchNorm3d(64)
-        self.maxpool = nn.MaxPool3d(3, stride=2, padding=1)
-        cin = 64
-        for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers)):
-            stage = [_Bottleneck3d(cin, planes, 1 if i == 0 else 2)]
-            stage += [_Bottleneck3d(planes * 4, planes) for _ in range(blocks - 1)]
-            self.add_module(f"layer{i + 1}", nn.Sequential(*stage))
-            cin = planes * 4
+    MONAI's bottleneck ResNet is the same network (its ``ResNetBottleneck`` strides the 3x3x3
+    conv, as torchvision's v1.5; shortcut "B": 1x1x1 conv without bias + BatchNorm) with the
+    stem set to Merlin's 3x7x7 / stride (1, 2, 2); its parameters have Merlin's names, so the
+    checkpoints load without a key map. Equal, bit for bit, to a plain port of Merlin's module
+    on the real weights (``tests/test_teachers.py``). ``forward`` gives the ``layer4`` map, not
+    MONAI's pooled vector.
+    """
 
     #: channels of layer1..layer4
     stage_channels = (256, 512, 1024, 2048)
 
+    def __init__(self, layers: Sequence[int] = (3, 8, 36, 3)) -> None:
+        super().__init__("bottleneck", list(layers), [64, 128, 256, 512], spatial_dims=3, n_input_channels=3,
+                         conv1_t_size=(3, 7, 7), conv1_t_stride=(1, 2, 2), bias_downsample=False, feed_forward=False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.stage_features(x)[-1]
 
     def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``(B, 3, Z, X, Y)`` -> the outputs of layer1..layer4, ``(B, C_s, Z', X', Y')`` (in-plane strides 4..32)."""
-        x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.act(self.bn1(self.conv1(x))))
         out = []
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             x = layer(x)
