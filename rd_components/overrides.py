@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import difflib
 import logging
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,9 +23,12 @@ from typing import Any
 
 from monai.utils import str2bool
 
-__all__ = ["as_bool", "command_line_overrides", "config_ids", "unknown_overrides", "warn_unknown_overrides"]
+__all__ = ["as_bool", "command_line_overrides", "config_ids", "read_ids", "unknown_overrides", "unread_overrides",
+           "warn_unknown_overrides"]
 
 logger = logging.getLogger(__name__)
+#: command-line ids already checked in this process
+_WARNED: set[str] = set()
 
 #: arguments of ``monai.bundle run`` / ``ConfigWorkflow`` themselves: not config ids
 RUN_ARGUMENTS = frozenset({
@@ -108,8 +112,81 @@ def unknown_overrides(config: dict, overrides: Iterable[str]) -> dict[str, list[
     return unknown
 
 
+_REFERENCE = re.compile(r"@(\w+(?:#\w+)*)")
+
+
+def _value(config: Any, name: str) -> Any:
+    node = config
+    for part in name.split("#"):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def read_ids(config: dict, roots: Iterable[str]) -> set[str]:
+    """The ids a run of ``roots`` (``initialize``, ``training``, ...) reads: the roots, every id an
+    ``@reference`` in what they read names, recursively, and everything inside each of them."""
+    from monai.bundle import ConfigParser
+
+    read: set[str] = set()
+    pending = [r for r in roots if _value(config, r) is not None]
+    while pending:
+        name = pending.pop()
+        if name in read:
+            continue
+        read.add(name)
+        value = _value(config, name)
+        read |= config_ids(value, name + "#")
+        for sub_name, text in _strings(value, name):
+            for ref in _REFERENCE.findall(ConfigParser.resolve_relative_ids(sub_name, text).replace("::", "#")):
+                pending.append(ref)
+    return read
+
+
+def _strings(value: Any, name: str) -> Iterable[tuple[str, str]]:
+    if isinstance(value, str):
+        yield name, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{name}#{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{name}#{index}")
+
+
+def unread_overrides(config: dict, overrides: Iterable[str], roots: Iterable[str]) -> list[str]:
+    """The override ids that ``config`` defines but a run of ``roots`` never reads (for example
+    ``--resume`` on a configuration whose trainer has no resume handler)."""
+    read = read_ids(config, roots)
+    known = config_ids(config)
+    unread = []
+    for raw in overrides:
+        name = raw.lstrip("+").replace("::", "#")
+        if name not in known or name in RUN_ARGUMENTS:
+            continue
+        parts = name.split("#")
+        ancestors = {"#".join(parts[:k]) for k in range(1, len(parts) + 1)}
+        if not ancestors & read and not any(r.startswith(name + "#") for r in read):
+            unread.append(name)
+    return unread
+
+
+def _run_id(argv: Sequence[str]) -> str:
+    """The run id of ``... monai.bundle run <run_id> --...`` (``run`` when none is given)."""
+    tokens = list(argv)
+    for i, token in enumerate(tokens[:-1]):
+        if token in ("run", "run_workflow") and not tokens[i + 1].startswith("-"):
+            return tokens[i + 1]
+    value = command_line_overrides(tokens).get("run_id")
+    return value or "run"
+
+
 def warn_unknown_overrides(argv: Sequence[str] | None = None) -> dict[str, list[str]]:
-    """Warn once per command-line id that the bundle's config files never define.
+    """Warn once per command-line id that the bundle's config files never define or never read.
 
     For a bundle config's ``initialize`` list (``"$rd_components.overrides.warn_unknown_overrides()"``):
     reads the command line (``sys.argv`` by default), the config files it names and its
@@ -138,10 +215,18 @@ def warn_unknown_overrides(argv: Sequence[str] | None = None) -> dict[str, list[
     except (OSError, ValueError):
         return {}  # MONAI itself reports a config file it cannot read
     unknown = unknown_overrides(config, overrides)
+    if _WARNED >= set(overrides):
+        return unknown  # said already in this process (``run initialize`` runs initialize twice)
+    _WARNED.update(overrides)
     for name, near in unknown.items():
         hint = f"did you mean {', '.join('--' + n for n in near)}?" if near else "no id of this bundle is close"
         logger.warning("--%s is not an id of this bundle's configs: it is ignored (%s)", name, hint)
+    roots = ["imports", "initialize", _run_id(sys.argv if argv is None else argv), "finalize"]
+    for name in unread_overrides(config, overrides, roots):
+        logger.warning("--%s is not read by this configuration (%s): it is ignored", name, " + ".join(Path(f).name for f in files))
+        unknown[name] = []
     return unknown
+
 
 def as_bool(value: Any) -> bool:
     """A command-line flag as a bool: the bundle CLI passes ``--augment true`` as the *string*

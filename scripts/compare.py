@@ -4,8 +4,8 @@
 Every cell (method, seed, label fraction) trains the bundle's student with the same budget,
 data and augmentation. A label fraction hides labels, never images: every method sees every
 training image, the labels of the fraction only, and the same number of optimizer steps.
-A cell is ``python -m monai.bundle run training`` with ``bundles/methods/<m>.yaml`` merged on
-the bundle's ``train.yaml``, is one FINISHED MLflow run in one experiment, and is
+A cell is ``python -m monai.bundle run training`` with the bundle's ``configs/methods/<m>.yaml``
+merged on the variant's training files, is one FINISHED MLflow run in one experiment, and is
 scored on the held-out test split its training saved (``models/datalist.json``) with the
 exported student. ``linear_probe`` (the frozen teacher with a logistic-regression head, the
 reference) is fitted and scored in-process.
@@ -16,8 +16,9 @@ Example:
     python scripts/compare.py --bundle rd_segmentation_3d --methods student drd \\
         --seeds 0 1 2 --label_fractions 0.1 --out results/seg_3d
 
-Segmentation bundles take the overlays of ``bundles/methods/segmentation/`` and are scored by
-their own ``evaluate.yaml`` (mean Dice and 95 % Hausdorff distance on the whole held-out images).
+``--bundle`` names the variant of the RD bundle (``bundles/rd``; ``--bundle_dir`` for a copy of it,
+whose own overlays are the methods). Segmentation variants take the overlays of
+``configs/methods/segmentation/`` and are scored by the bundle's own evaluation files (mean Dice and 95 % Hausdorff distance on the whole held-out images).
 
 Writes ``OUT/results.csv`` (one row per cell, with the task, the labelled / unlabelled counts
 and the teacher branch's validation and test accuracy), ``OUT/results.md`` (mean +- std per
@@ -42,7 +43,8 @@ if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # the work lives in scripts/comparison/, one module a job (cells, scoring, grid, tables, plots)
-from comparison import CLASSIFICATION_METHODS, METHODS, SEGMENTATION_METHODS, bundle_kind  # noqa: E402
+import bundle_variants  # noqa: E402
+from comparison import CLASSIFICATION_METHODS, PROBE, SEGMENTATION_METHODS, bundle_kind  # noqa: E402
 from comparison.grid import run_grid  # noqa: E402
 from comparison.tables import read_rows, write_outputs  # noqa: E402
 
@@ -50,8 +52,12 @@ from comparison.tables import read_rows, write_outputs  # noqa: E402
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (its description is this file's docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", default="rd_classification_2d", help="bundle folder name under bundles/")
-    parser.add_argument("--methods", nargs="+", default=None, choices=METHODS, metavar="METHOD",
+    parser.add_argument("--bundle", default="rd_classification_2d", choices=tuple(bundle_variants.VARIANTS),
+                        help="variant of the RD bundle: its task kind and dimensions (default: rd_classification_2d)")
+    parser.add_argument("--bundle_dir", type=Path, default=bundle_variants.BUNDLE,
+                        help="the bundle folder, e.g. a copy you edited (default: bundles/rd); its configs/methods/ "
+                             "holds the methods")
+    parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                         help=f"methods to compare (default: all the bundle's kind has; classification: "
                              f"{', '.join(CLASSIFICATION_METHODS)}; segmentation: {', '.join(SEGMENTATION_METHODS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -93,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         bundles = ", ".join(dict.fromkeys(r["bundle"] for r in rows))
         print(write_outputs(rows, args.out, f"Test split, mean ± std over seeds {seeds}; bundle {bundles}."))
         return 0
-    kind_methods = SEGMENTATION_METHODS if bundle_kind(args.bundle) == "segmentation" else CLASSIFICATION_METHODS
+    args.bundle_dir = args.bundle_dir.resolve()
+    # the methods are the overlays the bundle folder carries (and, for classification, the probe)
+    overlays = sorted(p.stem for p in bundle_variants.methods_dir(args.bundle, args.bundle_dir).glob("*.yaml"))
+    kind_methods = overlays + ([PROBE] if bundle_kind(args.bundle) == "classification" else [])
     args.methods = args.methods or list(kind_methods)
     wrong = [m for m in args.methods if m not in kind_methods]
     if wrong:

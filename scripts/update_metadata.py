@@ -1,19 +1,19 @@
-"""Write the measured test figures of a bundle's default run into its ``metadata.json``.
+"""Write the measured test figures of a bundle variant's default run into its metadata file.
 
 ``eval_metrics`` of a model-zoo ``metadata.json`` states what the bundle's default run scores.
 This copies them from the ``metrics.json`` that the bundle's ``evaluate.yaml`` wrote, so the
-figure in the metadata is the figure that was measured, with the run it came from::
+figure in the metadata is the figure that was measured, with the run it came from (from
+``bundles/rd``; the variants' metadata files are ``configs/metadata*.json``)::
 
-    python -m monai.bundle run training --config_file bundles/rd_classification_2d/configs/train.yaml
-    python -m monai.bundle run evaluating --config_file "['bundles/rd_classification_2d/configs/train.yaml','bundles/rd_classification_2d/configs/evaluate.yaml']"
-    python scripts/update_metadata.py --bundle rd_classification_2d --metrics bundles/rd_classification_2d/eval/evaluate-*/metrics.json
+    python -m monai.bundle run training --config_file configs/train.yaml
+    python -m monai.bundle run evaluating --config_file "['configs/train.yaml','configs/evaluate.yaml']"
+    python ../../scripts/update_metadata.py --bundle rd_classification_2d --metrics eval/evaluate-*/metrics.json
 
-A segmentation bundle's ``evaluate.yaml`` writes MONAI ``MetricsSaver`` files instead; give its
+A segmentation variant's evaluation writes MONAI ``MetricsSaver`` files instead; give its
 ``metrics.csv`` (mean Dice and 95 % Hausdorff distance over the foreground classes, and the
 per-class Dice from ``test_mean_dice_summary.csv`` beside it)::
 
-    python scripts/update_metadata.py --bundle rd_segmentation_3d --metrics bundles/rd_segmentation_3d/eval/evaluate-*/metrics.csv
-"""
+    python ../../scripts/update_metadata.py --bundle rd_segmentation_3d --metrics eval/evaluate-*/metrics.csv"""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ from pathlib import Path
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bundle_variants  # noqa: E402
 from comparison.segmentation import read_segmentation_metrics  # noqa: E402
 
-BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 # metrics.json key without its split prefix -> metadata key (model-zoo bundles name metrics
 # without a split; the split is stated beside them)
 RENAMES = {"accuracy": "accuracy", "auc": "macro_auc", "macro_f1": "macro_f1"}
@@ -58,14 +58,14 @@ def eval_metrics(metrics_file: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", required=True, help="bundle folder name under bundles/")
+    parser.add_argument("--bundle", required=True, choices=tuple(bundle_variants.VARIANTS), help="variant of the RD bundle")
     parser.add_argument("--metrics", required=True, type=Path, help="metrics.json written by the bundle's evaluate.yaml")
     args = parser.parse_args(argv)
-    meta_file = BUNDLES_DIR / args.bundle / "configs" / "metadata.json"
+    meta_file = bundle_variants.metadata_file(args.bundle)
     metadata = json.loads(meta_file.read_text())
     metadata["eval_metrics"] = eval_metrics(args.metrics)
     meta_file.write_text(json.dumps(metadata, indent=4) + "\n")
-    print(f"{meta_file.relative_to(BUNDLES_DIR.parent)}: eval_metrics = {metadata['eval_metrics']}")
+    print(f"{meta_file.name}: eval_metrics = {metadata['eval_metrics']}")
     return 0
 
 

@@ -10,20 +10,55 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import bundle_variants  # noqa: E402 (scripts/ is not a package)
 
 
-def bundle_configs(bundle: str | Path, *names: str) -> str:
-    """``--config_file`` value for the configs ``names`` of ``bundles/<bundle>/configs/`` (or of
-    ``<bundle>/configs/`` when ``bundle`` is a folder, a copied bundle); a name with a folder
-    (``methods/kd.yaml``) is taken relative to ``bundles/``."""
-    folder = bundle if isinstance(bundle, Path) else REPO / "bundles" / bundle
-    paths = [str(REPO / "bundles" / name if "/" in name else folder / "configs" / name) for name in names]
-    return paths[0] if len(paths) == 1 else json.dumps(paths)
+def bundle_configs(variant: str, *names: str, bundle: Path | None = None) -> str:
+    """``--config_file`` value of ``variant`` (``rd_classification_2d``, ``rd_segmentation_3d``, ...) of
+    the RD bundle (``bundles/rd``, or the copied bundle folder ``bundle``), for ``names`` in order:
+    ``train.yaml`` (the variant's training files), ``evaluate.yaml``, ``inference.yaml``,
+    ``multi_gpu_train.yaml`` (the variant's files for that use, without the training ones) and
+    ``methods/<...>.yaml`` (a method overlay of the bundle)."""
+    folder = bundle or bundle_variants.BUNDLE
+    paths: list[Path] = []
+    for name in names:
+        if name.startswith("methods/"):
+            paths.append(folder / "configs" / name)
+        elif name == "train.yaml":
+            paths += bundle_variants.config_files(variant, "train", folder)
+        elif name == "inference.yaml":
+            paths += bundle_variants.config_files(variant, "inference", folder)
+        else:
+            use = Path(name).stem
+            training = bundle_variants.config_files(variant, "train", folder)
+            paths += bundle_variants.config_files(variant, use, folder)[len(training):]
+    strings = [str(p) for p in paths]
+    return strings[0] if len(strings) == 1 else json.dumps(strings)
 
 
-def copy_bundle(bundle: str, destination: Path) -> Path:
-    """Copy ``bundles/<bundle>`` (configs, docs, licence; no outputs) to ``destination``."""
-    shutil.copytree(REPO / "bundles" / bundle, destination, ignore=shutil.ignore_patterns("eval", "models", "predictions"))
+def bundle_files(variant: str, *names: str, bundle: Path | None = None) -> list[str]:
+    """:func:`bundle_configs` as a list of paths."""
+    value = bundle_configs(variant, *names, bundle=bundle)
+    return json.loads(value) if value.startswith("[") else [value]
+
+
+def parse_bundle(variant: str, *names: str, **overrides) -> "ConfigParser":
+    """The variant's ``names`` configs merged in a ``ConfigParser`` in-process (``bundle_root`` the
+    bundle folder, as a run from it has), with ``overrides`` set."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser(ConfigParser.load_config_files(bundle_files(variant, *names)))
+    parser["bundle_root"] = str(bundle_variants.BUNDLE)
+    for key, value in overrides.items():
+        parser[key] = value
+    return parser
+
+
+def copy_bundle(destination: Path) -> Path:
+    """Copy the RD bundle (configs, method overlays, docs, licence; no outputs) to ``destination``."""
+    shutil.copytree(bundle_variants.BUNDLE, destination, ignore=shutil.ignore_patterns("eval", "models", "predictions"))
     return destination
 
 

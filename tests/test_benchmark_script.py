@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from bundle_helpers import REPO
+from bundle_helpers import REPO, bundle_files, bundle_variants
 
 # the benchmark's modules live in scripts/benchmarks/, imported as scripts/benchmark.py does
 sys.path.insert(0, str(REPO / "scripts"))
@@ -49,7 +49,7 @@ def test_segmentation_benchmark_times_the_bundle_drd_and_student(tmp_path):
     assert report["kind"] == "segmentation" and report["drd_cache_ratio"] > 0
     assert report["drd_hybrid_every_3_cache_ratio"] > 0 and report["drd_every_3_cache_ratio"] > 0
     settings = report["settings"]
-    assert settings["config"] == "bundles/rd_segmentation_2d/configs/train.yaml" and settings["label_fraction"] == 0.1
+    assert settings["config"] == "train.yaml + segmentation.yaml" and settings["label_fraction"] == 0.1
     assert settings["n_train"] == 16 and settings["steps_per_epoch"] == 1
     assert report["step_breakdown"]["drd_step_split_ms"] > 0 and report["step_breakdown"]["drd_step_hybrid_full_ms"] > 0
     assert set(report["bars"]) == {"drd_cache_ratio", "drd_hybrid_every_3_cache_ratio", "drd_every_3_cache_ratio"}
@@ -91,8 +91,8 @@ def _reference(*configs: str, datalist: str, out: Path) -> object:
     """A plain ``ConfigParser`` on the given bundle configs, pointed only at the benchmark's data."""
     from monai.bundle import ConfigParser
 
-    parser = ConfigParser(ConfigParser.load_config_files([str(REPO / "bundles" / c) for c in configs]))
-    parser["bundle_root"] = str(REPO / "bundles" / "rd_classification_2d")
+    parser = ConfigParser(ConfigParser.load_config_files(bundle_files("rd_classification_2d", *configs)))
+    parser["bundle_root"] = str(bundle_variants.BUNDLE)
     parser["datalist"] = datalist
     parser["output_dir"] = str(out)
     return parser
@@ -107,7 +107,7 @@ def test_timed_trainers_are_the_bundle_configs(tmp_path):
     datalist = setup.parser["datalist"]
     count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
 
-    reference = _reference("rd_classification_2d/configs/train.yaml", datalist=datalist, out=tmp_path / "ref")
+    reference = _reference("train.yaml", datalist=datalist, out=tmp_path / "ref")
     ref_loss, ref_optimizer = reference.get_parsed_content("loss"), reference.get_parsed_content("optimizer")
     for name in ("rd_cached", "rd_uncached"):
         trainer = parts[name].trainer
@@ -124,7 +124,7 @@ def test_timed_trainers_are_the_bundle_configs(tmp_path):
     assert parts["rd_uncached"].trainer.teacher_source.cache is None
 
     student = parts["student"]
-    ref_student = _reference("rd_classification_2d/configs/train.yaml", "methods/student.yaml", datalist=datalist,
+    ref_student = _reference("train.yaml", "methods/student.yaml", datalist=datalist,
                              out=tmp_path / "ref_student")
     assert student.trainer.loss_function.weights == ref_student.get_parsed_content("loss").weights
     assert student.trainer.reprogrammer is None and student.trainer.teacher_source is None

@@ -26,13 +26,13 @@ def _train_evaluate_infer(tmp_path, fmt):
     data_dir = _tiny_dataset(tmp_path / "data", fmt)
     # run from a copy of the bundle folder placed elsewhere, as a model-zoo user does: outputs,
     # checkpoints and the inference model are found in the copy with no path given
-    bundle = copy_bundle(BUNDLE, tmp_path / "elsewhere" / "my_bundle")
+    bundle = copy_bundle(tmp_path / "elsewhere" / "my_bundle")
     out, ckpt = bundle / "eval", bundle / "models"
     common = dict(dataset_dir=str(data_dir), patch_size=[32, 32], data_format=fmt,
                   batch_size=6, registered_model_name=f"tiny_{fmt}", experiment_name=f"tiny_{fmt}")
     # NIfTI trains with flip augmentation: the cache then holds (sample, view) entries
     augment = fmt == "nifti"
-    run_bundle("training", bundle_configs(bundle, "train.yaml"), tmp_path, epochs=2, augment=augment, **common)
+    run_bundle("training", bundle_configs(BUNDLE, "train.yaml", bundle=bundle), bundle, epochs=2, augment=augment, **common)
     cached = len(list((out / "feature_cache").rglob("*.safetensors")))
     # 12 training and 6 validation items; flipped training views add entries
     assert (18 < cached <= 30) if augment else cached == 18, cached
@@ -71,7 +71,7 @@ def _train_evaluate_infer(tmp_path, fmt):
     assert not list(stored.rglob("*.pkl")) and list(stored.rglob("model.ts"))
 
     # evaluation on the test split: metrics JSON, its own FINISHED run
-    run_bundle("evaluating", bundle_configs(bundle, "train.yaml", "evaluate.yaml"), tmp_path, **common)
+    run_bundle("evaluating", bundle_configs(BUNDLE, "train.yaml", "evaluate.yaml", bundle=bundle), bundle, **common)
     (metrics_file,) = out.glob("evaluate-*/metrics.json")
     metrics = json.loads(metrics_file.read_text())
     assert metrics["split"] == "test" and metrics["num_samples"] == 6
@@ -87,7 +87,7 @@ def _train_evaluate_infer(tmp_path, fmt):
         (inputs / image.name).write_bytes(image.read_bytes())
     (inputs / "truncated.dcm").write_bytes(open(get_testdata_file("CT_small.dcm"), "rb").read()[:2000])
     (inputs / "notes.txt").write_text("not an image")
-    run_bundle("", bundle_configs(bundle, "inference.yaml"), tmp_path, input_dir=str(inputs),
+    run_bundle("", bundle_configs(BUNDLE, "inference.yaml", bundle=bundle), bundle, input_dir=str(inputs),
                output_dir=str(tmp_path / "pred"))
     rows = list(csv.DictReader(open(tmp_path / "pred" / "predictions.csv")))
     assert len(rows) == 5

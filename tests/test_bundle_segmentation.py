@@ -17,9 +17,9 @@ from bundle_helpers import REPO, bundle_configs, copy_bundle, run_bundle
 # the 2D bundle trains and evaluates in test_compare_student_and_drd_... below, through compare.py
 @pytest.mark.parametrize("bundle,patch,n_train", [("rd_segmentation_3d", 32, 8)])
 def test_train_export_and_evaluate(bundle, patch, n_train, tmp_path):
-    copy = copy_bundle(bundle, tmp_path / bundle)
+    copy = copy_bundle(tmp_path / bundle)
     common = dict(dataset_dir=str(tmp_path / "data"), patch_size=patch, num_train_patches=n_train, batch_size=4)
-    first = run_bundle("training", bundle_configs(copy, "train.yaml"), tmp_path, epochs=1, label_fraction=0.5, **common)
+    first = run_bundle("training", bundle_configs(bundle, "train.yaml", bundle=copy), copy, epochs=1, label_fraction=0.5, **common)
     assert "building teacher" in first.stdout + first.stderr  # cold cache: the teacher is loaded
     models = copy / "models"
     assert (models / "model.pt").is_file() and (models / "model.ts").is_file()  # export checked against eager inside
@@ -34,10 +34,10 @@ def test_train_export_and_evaluate(bundle, patch, n_train, tmp_path):
     for term in ("train_sup_student", "train_sup_hybrid", "train_kd", "train_cka"):
         assert term in run.data.metrics
     if bundle == "rd_segmentation_3d":  # where the teacher is heavy: a warm cache never builds it
-        second = run_bundle("training", bundle_configs(copy, "train.yaml"), tmp_path, epochs=1, **common)
+        second = run_bundle("training", bundle_configs(bundle, "train.yaml", bundle=copy), copy, epochs=1, **common)
         assert "building teacher" not in second.stdout + second.stderr
 
-    run_bundle("evaluating", bundle_configs(copy, "train.yaml", "evaluate.yaml"), tmp_path, **common)
+    run_bundle("evaluating", bundle_configs(bundle, "train.yaml", "evaluate.yaml", bundle=copy), copy, **common)
     [eval_dir] = [p for p in (copy / "eval").iterdir() if p.name.startswith("evaluate-")]
     metrics = dict(csv.reader(open(eval_dir / "metrics.csv"), delimiter=","))
     assert 0.0 < float(metrics["test_mean_dice"]) <= 1.0 and float(metrics["test_hd95"]) >= 0.0
@@ -72,7 +72,7 @@ def check_inference_writes_label_maps_on_the_input_grid(copy, tmp_path):
     writer.write_3d(inputs / "series", quantised, affine, "volume")
     (inputs / "broken.nii.gz").write_bytes(b"not a volume")
     out = tmp_path / "predictions"
-    run_bundle("inferring", bundle_configs(copy, "inference.yaml"), tmp_path, input_dir=str(inputs), output_dir=str(out))
+    run_bundle("inferring", bundle_configs("rd_segmentation_3d", "inference.yaml", bundle=copy), copy, input_dir=str(inputs), output_dir=str(out))
     rows = {r["file"]: r for r in csv.DictReader(open(out / "segmentations.csv"))}
     assert rows["broken.nii.gz"]["error"] and not rows["broken.nii.gz"]["output"]
     maps = {}

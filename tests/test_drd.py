@@ -308,13 +308,9 @@ def test_dicom_seg_frames_follow_each_source_image_geometry(tmp_path):
                                            ("drd_hybrid_every_3", True), ("drd_every_3", True)])
 def test_segmentation_overlays_ask_for_the_hybrid_pass_only_when_a_term_reads_it(method, hybrid):
     """The bundle decodes the hybrid stages only for hybrid / KD terms; CKA-only uses the parameter-free resizer."""
-    from bundle_helpers import REPO
-    from monai.bundle import ConfigParser
+    from bundle_helpers import parse_bundle
 
-    configs = [REPO / "bundles" / "rd_segmentation_2d" / "configs" / "train.yaml",
-               REPO / "bundles" / "methods" / "segmentation" / f"{method}.yaml"]
-    parser = ConfigParser(ConfigParser.load_config_files([str(c) for c in configs]))
-    parser["bundle_root"] = str(REPO / "bundles" / "rd_segmentation_2d")  # parsed here, not run by MONAI
+    parser = parse_bundle("rd_segmentation_2d", "train.yaml", f"methods/segmentation/{method}.yaml")
     assert parser.get_parsed_content("train#trainer#hybrid_pass") is hybrid
     assert parser.get_parsed_content("train#trainer#hybrid_interval") == (3 if "every_3" in method else 1)
     assert parser.get_parsed_content("train#trainer#cka_interval") == (3 if method == "drd_every_3" else 1)

@@ -18,8 +18,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from bundle_helpers import REPO, bundle_command, bundle_configs, bundle_env
-from monai.bundle import ConfigParser
+from bundle_helpers import bundle_command, bundle_configs, bundle_env, parse_bundle
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 from torch import nn
@@ -212,10 +211,7 @@ def test_inference_with_a_missing_or_empty_input_folder_or_checkpoint_ends_in_on
 
 
 def _parsed_files(bundle: str, models: Path, inputs: Path, out: Path) -> list[dict]:
-    parser = ConfigParser()
-    parser.read_config(str(REPO / "bundles" / bundle / "configs" / "inference.yaml"))
-    parser.update({"bundle_root": str(REPO / "bundles" / bundle), "ckpt_dir": str(models), "input_dir": str(inputs),
-                   "output_dir": str(out)})
+    parser = parse_bundle(bundle, "inference.yaml", ckpt_dir=str(models), input_dir=str(inputs), output_dir=str(out))
     return parser.get_parsed_content("files")
 
 

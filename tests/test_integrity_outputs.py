@@ -15,8 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-import yaml
-from bundle_helpers import REPO
+from bundle_helpers import bundle_files, parse_bundle
 from ignite.engine import Engine
 from monai.bundle import ConfigParser
 from torch import nn
@@ -31,12 +30,9 @@ def _tiny_model_dir(folder: Path, network: nn.Module, **model_info) -> Path:
 
 
 def _inference(bundle: str, models: Path, inputs: Path, out: Path, **overrides) -> ConfigParser:
-    """The bundle's generated inference config with the model, input and output folders given."""
-    parser = ConfigParser()
-    parser.read_config(str(REPO / "bundles" / bundle / "configs" / "inference.yaml"))
-    parser.update({"bundle_root": str(REPO / "bundles" / bundle), "ckpt_dir": str(models), "input_dir": str(inputs),
-                   "output_dir": str(out), **overrides})
-    return parser
+    """The variant's inference configs with the model, input and output folders given."""
+    return parse_bundle(bundle, "inference.yaml", ckpt_dir=str(models), input_dir=str(inputs), output_dir=str(out),
+                        **overrides)
 
 
 def _volume(path: Path, shape: tuple[int, int, int], seed: int) -> None:
@@ -119,9 +115,9 @@ def test_a_crash_keeps_the_predictions_made_so_far(tmp_path, monkeypatch):
 
 
 def _saver_block(bundle: str, filename: str) -> dict:
-    """The ``validate#handlers`` entry of a generated ``train.yaml`` that keeps ``filename``."""
-    config = yaml.safe_load((REPO / "bundles" / bundle / "configs" / "train.yaml").read_text())
-    [block] = [h for h in config["validate"]["handlers"] if isinstance(h, dict) and h.get("key_metric_filename") == filename]
+    """The handler block of the variant's training configs that keeps ``filename``."""
+    config = ConfigParser.load_config_files(bundle_files(bundle, "train.yaml"))
+    [block] = [h for h in config.values() if isinstance(h, dict) and h.get("key_metric_filename") == filename]
     return block
 
 

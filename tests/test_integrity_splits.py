@@ -19,7 +19,7 @@ from monai.bundle import ConfigParser
 from rd_components.data import load_datalist, save_trained_split
 from rd_components.data.trained_split import TRAINED_SPLIT
 
-from bundle_helpers import REPO
+from bundle_helpers import REPO, bundle_files, bundle_variants, parse_bundle
 
 CLASSES = ("cyst", "normal", "tumour")
 BUNDLES = ("rd_classification_2d", "rd_classification_3d", "rd_segmentation_2d", "rd_segmentation_3d")
@@ -38,23 +38,16 @@ def _add_images(folder, first, count, seed=0):
 def _parser(tmp_path, *configs, seed=0):
     """The 2D classification bundle's configs parsed in-process, as ``monai.bundle run`` would,
     on the class folders of ``tmp_path/data`` with the run's folders under ``tmp_path``."""
-    files = [str(REPO / "bundles" / "rd_classification_2d" / "configs" / name) for name in configs]
-    parser = ConfigParser(ConfigParser.load_config_files(files))
-    overrides = {"bundle_root": str(REPO / "bundles" / "rd_classification_2d"), "dataset_dir": str(tmp_path / "data"),
-                 "output_dir": str(tmp_path / "eval"), "ckpt_dir": str(tmp_path / "models"), "seed": seed,
-                 "patch_size": [16, 16]}
-    for key, value in overrides.items():
-        parser[key] = value
-    return parser
+    return parse_bundle("rd_classification_2d", *configs, dataset_dir=str(tmp_path / "data"),
+                        output_dir=str(tmp_path / "eval"), ckpt_dir=str(tmp_path / "models"), seed=seed, patch_size=[16, 16])
 
 
 def _train_split(tmp_path):
     """What training leaves beside the model: the train config's TrainedSplitSaver (validation
     handler) built and called as after the first validation; the trained test ids."""
     parser = _parser(tmp_path, "train.yaml")
-    handlers = parser.get("validate#handlers")
-    (index,) = [i for i, h in enumerate(handlers) if isinstance(h, dict) and h.get("_target_", "").endswith("TrainedSplitSaver")]
-    saver = parser.get_parsed_content(f"validate#handlers#{index}")
+    assert "@split_saver" in parser.get("validate#handlers")
+    saver = parser.get_parsed_content("split_saver")
     saver(None)
     return {it["id"] for it in load_datalist(parser.get_parsed_content("datalist"), "test")}
 
@@ -122,18 +115,17 @@ def test_edited_saved_split_is_said_and_still_scored(tmp_path, caplog):
 
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_every_evaluate_config_scores_the_saved_split_and_every_train_config_saves_it(bundle):
-    """evaluate.yaml's datalist is the saved split, checked against train.yaml's own resolution
-    (the same expression: the check cannot drift from training); train.yaml saves the split
-    after the CheckpointSaver that writes model.pt."""
-    configs = REPO / "bundles" / bundle / "configs"
-    train = ConfigParser.load_config_file(str(configs / "train.yaml"))
-    evaluate = ConfigParser.load_config_file(str(configs / "evaluate.yaml"))
-    assert evaluate["datalist"] == f"$rd_components.data.trained_datalist(@ckpt_dir, lambda: {train['datalist'][1:]})"
+    """The evaluation's datalist is the saved split, checked against the training files' own
+    resolution (the same id: the check cannot drift from training); training saves the split
+    after the saver that writes model.pt."""
+    train = ConfigParser.load_config_files(bundle_files(bundle, "train.yaml"))
+    evaluate = ConfigParser.load_config_files(bundle_files(bundle, "train.yaml", "evaluate.yaml"))
+    assert train["datalist"] == "@resolved_datalist"
+    assert evaluate["datalist"] == "$rd_components.data.trained_datalist(@ckpt_dir, lambda: @resolved_datalist)"
     handlers = train["validate"]["handlers"]
-    targets = [h.get("_target_", "") if isinstance(h, dict) else h for h in handlers]
-    saver = [i for i, t in enumerate(targets) if t.endswith("TrainedSplitSaver")]
-    model = [i for i, h in enumerate(handlers) if isinstance(h, dict) and h.get("key_metric_filename") == "model.pt"]
-    assert len(saver) == 1 and model and saver[0] > model[0]
+    assert handlers.index("@split_saver") > handlers.index("@best_model_saver")
+    assert train["best_model_saver"]["key_metric_filename"] == "model.pt"
+    assert train["split_saver"]["_target_"].endswith("TrainedSplitSaver")
 
 
 def test_compare_scores_a_cell_on_its_trained_split(tmp_path):
@@ -142,7 +134,7 @@ def test_compare_scores_a_cell_on_its_trained_split(tmp_path):
     from comparison import cells, scoring
 
     _add_images(tmp_path / "data", 0, 10)
-    args = argparse.Namespace(bundle="rd_classification_2d", out=tmp_path / "out")
+    args = argparse.Namespace(bundle="rd_classification_2d", bundle_dir=bundle_variants.BUNDLE, out=tmp_path / "out")
     common = {"dataset_dir": str(tmp_path / "data"), "patch_size": [16, 16]}
     ckpt = tmp_path / "out" / "cells" / "student-f1-s0" / "models"
     parser = cells.load_bundle(args, common, "student", 0, 1.0)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from bundle_helpers import bundle_variants
 from monai.bundle import verify_metadata
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,7 +19,7 @@ spec.loader.exec_module(update_metadata)
 
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_metadata_is_valid_and_states_measured_test_figures(bundle, tmp_path):
-    meta_file = REPO / "bundles" / bundle / "configs" / "metadata.json"
+    meta_file = bundle_variants.metadata_file(bundle)
     verify_metadata(meta_file=str(meta_file), filepath=str(REPO / "bundles" / "schema" / "meta_schema.json"))
     figures = json.loads(meta_file.read_text())["eval_metrics"]
     assert figures["split"] == "test" and figures["num_samples"] > 0

@@ -34,9 +34,8 @@ def read_resume_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
     """The checkpoint at ``path`` (loaded on CPU with ``weights_only=True``), or ``None`` if there is none.
 
     Returns:
-        ``{"resume": {"format", "completed", "parameters"}, "trainer": ignite Engine.state_dict()
-        (iteration, epoch_length, max_epochs), "trainer_best", "objects": {name: state_dict},
-        "rng", "mlflow": {"run_id", "run_name"}}``.
+        ``{"resume": {"format", "completed", "parameters"}, "trainer": ignite ``Engine.state_dict()``,
+        "trainer_best", "objects": {name: state_dict}, "rng", "mlflow": {"run_id", "run_name"}}``.
 
     Raises:
         ValueError: the file exists but cannot be read (one line naming it).

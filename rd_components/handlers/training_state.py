@@ -62,7 +62,6 @@ class RNGStates:
         self.random_transforms = random_transforms
 
     def state_dict(self) -> dict[str, Any]:
-        """The current states."""
         return {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -72,7 +71,6 @@ class RNGStates:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Set every generator to ``state`` (from :meth:`state_dict`)."""
         torch.set_rng_state(state["torch"])
         if torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(state["cuda"])
@@ -88,36 +86,34 @@ class RNGStates:
 
 class BestMetric:
     """An engine's best metric and its epoch (``state.best_metric``, ``state.best_metric_epoch``),
-    which MONAI's workflows keep across epochs but ignite's ``Engine.state_dict`` leaves out."""
+    which MONAI's workflows keep across epochs but ignite's ``Engine.state_dict`` leaves out
+    (-1 before the first)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def state_dict(self) -> dict[str, float | int]:
-        """``{"best_metric": float, "best_metric_epoch": int}`` (-1 before the first)."""
         return {"best_metric": float(getattr(self.engine.state, "best_metric", -1)),
                 "best_metric_epoch": int(getattr(self.engine.state, "best_metric_epoch", -1))}
 
     def load_state_dict(self, state: dict[str, float | int]) -> None:
-        """Set the engine's best metric and epoch."""
         self.engine.state.best_metric = state["best_metric"]
         self.engine.state.best_metric_epoch = state["best_metric_epoch"]
 
 
 class SaverRanking:
     """The best-model ranking of a MONAI ``CheckpointSaver`` (its key-metric ``Checkpoint``), which
-    has ``load_state_dict`` but no ``state_dict``; ``{}`` when it keeps no key-metric model."""
+    has ``load_state_dict`` but no ``state_dict``: ignite ``Checkpoint.state_dict()``, ``(priority,
+    file name)`` pairs, or ``{}`` when it keeps no key-metric model."""
 
     def __init__(self, saver: CheckpointSaver) -> None:
         self.saver = saver
 
     def state_dict(self) -> dict[str, Any]:
-        """The ranking: ignite ``Checkpoint.state_dict()`` (``(priority, file name)`` pairs), or ``{}``."""
         ranking = getattr(self.saver, "_key_metric_checkpoint", None)
         return {} if ranking is None else ranking.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the ranking (nothing for ``{}``)."""
         if state:
             self.saver.load_state_dict(state)
 
@@ -133,33 +129,22 @@ class MLflowRun:
     def __init__(self, mlflow_handler: Any = None) -> None:
         self.mlflow_handler = mlflow_handler
         self.resumed_run_id: str | None = None
-        self._checked = False
-
-    def _run(self) -> Any:
-        return getattr(self.mlflow_handler, "cur_run", None)
 
     def state_dict(self) -> dict[str, str | None]:
-        """``{"run_id", "run_name"}`` of the handler's current run (``None`` without one)."""
-        run = self._run()
+        run = getattr(self.mlflow_handler, "cur_run", None)
         return {"run_id": run.info.run_id if run else None, "run_name": run.info.run_name if run else None}
 
     def load_state_dict(self, state: dict[str, str | None]) -> None:
-        """Remember the run id the checkpoint was logging to."""
         self.resumed_run_id = state["run_id"]
 
     def check(self) -> None:
-        """Warn, once, if the handler logs to another run than the resumed one.
-
-        Called at the first epoch end: the MLflow handler starts after the resume handler, so
-        its run is known only then.
-        """
-        run = self._run()
-        if self._checked or run is None:
-            return
-        self._checked = True
-        if self.resumed_run_id and run.info.run_id != self.resumed_run_id:
+        """Warn, once, if the handler logs to another run than the resumed one (called at the first epoch
+        end: the MLflow handler starts after the resume handler, so its run is known only then)."""
+        run = getattr(self.mlflow_handler, "cur_run", None)
+        if self.resumed_run_id and run is not None and run.info.run_id != self.resumed_run_id:
             logger.warning("Resumed training logs to MLflow run %s, not to the checkpoint's run %s.", run.info.run_id,
                            self.resumed_run_id)
+        self.resumed_run_id = None
 
 
 def checkpointable(obj: Any) -> Any:

@@ -32,7 +32,7 @@ def run_bundle(bundle: str, args: argparse.Namespace, data_root: Path, work: Pat
     n_train = args.samples or (QUICK_SAMPLES[bundle] if args.quick else None)
     t_start = time.perf_counter()
     machine = machine_info()
-    print(f"[{bundle}] building data and reading {BUNDLES[bundle]}/configs/train.yaml", flush=True)
+    print(f"[{bundle}] building data and reading {BUNDLES[bundle]}'s training files", flush=True)
     setup = load_setup(bundle, data_root, n_train, work)
     s = setup.settings
     print(f"[{bundle}] {s['teacher']} -> {s['student']} {s['student_kwargs']}, patch {s['patch_size']}, "

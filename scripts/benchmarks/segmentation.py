@@ -25,7 +25,7 @@ from typing import Any
 from . import BUNDLES, QUICK_SAMPLES
 from .bars import bar_checks
 from .machine import load_average, machine_info
-from .setup import configure, instantiate, read_config
+from .setup import config_description, configure, instantiate, read_config
 from .timing import EpochTimer, summary, synchronize
 
 #: the DRD variants that run some teacher terms on one step in three (each with its own ratio and bar)
@@ -93,7 +93,7 @@ def run_segmentation_bundle(bundle: str, args: argparse.Namespace, data_root: Pa
     t_start = time.perf_counter()
     machine = machine_info()
     label_fraction = args.label_fraction
-    print(f"[{bundle}] building data and reading {BUNDLES[bundle]}/configs/train.yaml", flush=True)
+    print(f"[{bundle}] building data and reading {BUNDLES[bundle]}'s training files", flush=True)
     parts = {
         "student": instantiate(segmentation_parser(bundle, "student", data_root, n_train, work / "student",
                                                    label_fraction=label_fraction, cache_dir=None)),
@@ -107,7 +107,7 @@ def run_segmentation_bundle(bundle: str, args: argparse.Namespace, data_root: Pa
     value = parts["drd_cached"].parser.get_parsed_content
     loader = parts["drd_cached"].trainer.data_loader
     settings = {
-        "bundle": bundle, "config": f"bundles/{BUNDLES[bundle]}/configs/train.yaml", "task": value("task"),
+        "bundle": bundle, "config": config_description(bundle), "task": value("task"),
         "spatial_dims": value("spatial_dims"), "patch_size": value("patch_size"), "teacher": value("teacher"),
         "student": f"{value('student')} {list(value('student_features'))}", "num_classes": value("num_classes"),
         "batch_size": value("batch_size"), "label_fraction": label_fraction, "labeled_ratio": value("labeled_ratio"),

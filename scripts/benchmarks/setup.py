@@ -1,7 +1,7 @@
-"""What the benchmark measures, instantiated from the bundle's ``configs/train.yaml``.
+"""What the benchmark measures, instantiated from the bundle variant's training files.
 
 Each configuration the benchmark trains is a ``monai.bundle.ConfigParser`` on the bundle's
-``train.yaml`` (the student alone: with ``bundles/methods/student.yaml`` merged on top, as
+training files (the student alone: with ``configs/methods/student.yaml`` merged on top, as
 ``scripts/compare.py`` does) plus a few overrides set on the parser; the teacher, network,
 reprogrammer, loss, optimizer, feature cache and ``train#trainer`` are then taken from it with
 ``get_parsed_content``. Nothing of the method is rebuilt here, so a change to a bundle config
@@ -27,26 +27,33 @@ VARIANTS: dict[str, tuple[str | None, bool]] = {
 }
 
 
-def bundle_config_path(bundle: str) -> Path:
-    """``configs/train.yaml`` of the bundle (``"2d"``, ``"3d"``, ``"seg2d"`` or ``"seg3d"``)."""
-    return REPO / "bundles" / BUNDLES[bundle] / "configs" / "train.yaml"
+def bundle_config_paths(bundle: str) -> list[Path]:
+    """The training files of the bundle variant (``"2d"``, ``"3d"``, ``"seg2d"`` or ``"seg3d"``)."""
+    import bundle_variants  # scripts/ is on sys.path
+
+    return bundle_variants.config_files(BUNDLES[bundle], "train")
+
+
+def config_description(bundle: str) -> str:
+    """``train.yaml + segmentation.yaml + ...``: the files a benchmark of ``bundle`` reads, for its report."""
+    return " + ".join(p.name for p in bundle_config_paths(bundle))
 
 
 def method_config_path(method: str, bundle: str = "2d") -> Path:
-    """``bundles/methods[/segmentation]/<method>.yaml``, the overlay that turns the bundle's ``train.yaml`` into a baseline."""
+    """``configs/methods[/segmentation]/<method>.yaml``, the overlay that turns the variant into a baseline."""
     from comparison import method_overlay  # scripts/ is on sys.path: the comparison script's lookup, not a second one
 
     return method_overlay(BUNDLES[bundle], method)
 
 
 def read_config(bundle: str, method: str | None = None) -> ConfigParser:
-    """The bundle's ``train.yaml``, with the ``method`` overlay merged on top when given."""
+    """The variant's training files, with the ``method`` overlay merged on top when given."""
+    import bundle_variants
     from monai.bundle import ConfigParser
 
-    files = [str(bundle_config_path(bundle))] + ([str(method_config_path(method, bundle))] if method else [])
+    files = [str(p) for p in bundle_config_paths(bundle)] + ([str(method_config_path(method, bundle))] if method else [])
     parser = ConfigParser(ConfigParser.load_config_files(files))
-    # parsed here, not run by a MONAI workflow, so the config cannot locate its own folder
-    parser["bundle_root"] = str(REPO / "bundles" / BUNDLES[bundle])
+    parser["bundle_root"] = str(bundle_variants.BUNDLE)  # parsed here: outputs go to the bundle folder as a run's would
     return parser
 
 
@@ -184,7 +191,7 @@ def load_setup(bundle: str, data_root: Path, n_train: int | None, work: Path) ->
     teacher = value("teacher_net").materialize().to(device)
     settings = {
         "bundle": bundle,
-        "config": f"bundles/{BUNDLES[bundle]}/configs/train.yaml",
+        "config": config_description(bundle),
         "task": value("task"),
         "spatial_dims": value("spatial_dims"),
         "in_channels": value("in_channels"),

@@ -23,28 +23,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import bundle_variants
+
 REPO = Path(__file__).resolve().parents[2]
 # the linear probe has no overlay: it is fitted and scored in-process, never trained by the bundle
 PROBE = "linear_probe"
-METHOD_DIRS = {"classification": REPO / "bundles" / "methods", "segmentation": REPO / "bundles" / "methods" / "segmentation"}
-# every overlay in bundles/methods/ is a classification method; the linear probe is fitted in-process
-CLASSIFICATION_METHODS = tuple(sorted(p.stem for p in METHOD_DIRS["classification"].glob("*.yaml"))) + (PROBE,)
-# overlays in bundles/methods/segmentation/ merge on a segmentation bundle's train.yaml
-SEGMENTATION_METHODS = tuple(sorted(p.stem for p in METHOD_DIRS["segmentation"].glob("*.yaml")))
+# every overlay in the bundle's configs/methods/ is a classification method; the linear probe is fitted in-process
+CLASSIFICATION_METHODS = tuple(sorted(p.stem for p in bundle_variants.methods_dir("rd_classification_2d").glob("*.yaml"))) + (PROBE,)
+# overlays in configs/methods/segmentation/ merge on a segmentation variant's training files
+SEGMENTATION_METHODS = tuple(sorted(p.stem for p in bundle_variants.methods_dir("rd_segmentation_2d").glob("*.yaml")))
 METHODS = tuple(dict.fromkeys(CLASSIFICATION_METHODS + SEGMENTATION_METHODS))
 
 
 def bundle_kind(bundle: str) -> str:
-    """``"classification"`` or ``"segmentation"``: the template ``bundles/templates/bundles.yaml`` renders it from."""
-    import yaml
-
-    entries = yaml.safe_load((REPO / "bundles" / "templates" / "bundles.yaml").read_text())
-    if bundle not in entries:
-        raise SystemExit(f"--bundle {bundle}: not a bundle of bundles/templates/bundles.yaml ({', '.join(entries)})")
-    return str(entries[bundle]["template"])
+    """``"classification"`` or ``"segmentation"``: the task kind of the bundle variant ``bundle``."""
+    return bundle_variants.kind(bundle)
 
 
-def reads_feature_cache(bundle: str, method: str) -> bool:
+def reads_feature_cache(bundle: str, method: str, bundle_dir: Path = bundle_variants.BUNDLE) -> bool:
     """Whether a cell of ``method`` reads (and, when cold, fills) the grid's teacher feature cache:
     every method but those whose overlay sets ``teacher_source: null`` (the student alone, LoRA)
     or ``use_feature_cache: false`` (the mean teacher, whose "teacher" is the student's EMA)."""
@@ -52,10 +48,18 @@ def reads_feature_cache(bundle: str, method: str) -> bool:
 
     if method == PROBE:
         return True
-    overlay = yaml.safe_load(method_overlay(bundle, method).read_text()) or {}
+    overlay = yaml.safe_load(method_overlay(bundle, method, bundle_dir).read_text()) or {}
     return overlay.get("teacher_source", ...) is not None and overlay.get("use_feature_cache", True) is not False
 
 
-def method_overlay(bundle: str, method: str) -> Path:
-    """``bundles/methods[/segmentation]/<method>.yaml``, the overlay that turns the bundle into ``method``."""
-    return METHOD_DIRS[bundle_kind(bundle)] / f"{method}.yaml"
+def method_overlay(bundle: str, method: str, bundle_dir: Path = bundle_variants.BUNDLE) -> Path:
+    """``<bundle_dir>/configs/methods[/segmentation]/<method>.yaml``: the overlay, carried by the
+    bundle folder itself, that turns the variant ``bundle`` into ``method``."""
+    return bundle_variants.methods_dir(bundle, bundle_dir) / f"{method}.yaml"
+
+
+def training_configs(bundle: str, method: str, bundle_dir: Path = bundle_variants.BUNDLE) -> list[str]:
+    """The ``--config_file`` list of a cell: the variant's training files, then the method's overlay."""
+    files = [str(p) for p in bundle_variants.config_files(bundle, "train", bundle_dir)]
+    overlay = method_overlay(bundle, method, bundle_dir)
+    return files + ([str(overlay)] if overlay.is_file() else [])

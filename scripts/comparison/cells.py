@@ -1,7 +1,7 @@
 """One cell of the grid (method, seed, label fraction): its overrides, its training, its resume.
 
-A cell is ``python -m monai.bundle run training`` with ``bundles/methods/<method>.yaml`` merged on
-the bundle's ``train.yaml``, in its own process, and is one FINISHED MLflow run named after the
+A cell is ``python -m monai.bundle run training`` with the bundle's ``configs/methods/<method>.yaml``
+merged on the variant's training files, in its own process, and is one FINISHED MLflow run named after the
 cell. Its *digest* (:func:`cell_digest`) covers everything it was started with: the method, every
 override (``--dataset_dir`` and ``--set`` values included) and the items of the datalist it
 trained on. After training, the grid tags the run ``cell_digest`` and records the digest beside
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from rd_components.atomic import atomic_write
 
-from . import REPO, method_overlay
+from . import REPO, training_configs
 
 if TYPE_CHECKING:
     from monai.bundle import ConfigParser
@@ -97,7 +97,7 @@ def run_cell(args: argparse.Namespace, method: str, seed: int, fraction: float, 
 
     A failing cell leaves its whole log in ``OUT/cells/<cell>/train.log``.
     """
-    configs = [str(REPO / "bundles" / args.bundle / "configs" / "train.yaml"), str(method_overlay(args.bundle, method))]
+    configs = training_configs(args.bundle, method, args.bundle_dir)
     overrides = cell_overrides(args, seed, fraction, cell, common)
     run_bundle("training", configs, overrides, args.out / "cells" / cell / "train.log", threads)
     return Path(overrides["ckpt_dir"])
@@ -208,12 +208,8 @@ def load_bundle(args: argparse.Namespace, common: dict[str, Any], method: str, s
     """Parse the bundle config in-process (for test data, the probe and metadata)."""
     from monai.bundle import ConfigParser
 
-    configs = [str(REPO / "bundles" / args.bundle / "configs" / "train.yaml")]
-    if method_overlay(args.bundle, method).is_file():
-        configs.append(str(method_overlay(args.bundle, method)))
-    parser = ConfigParser(ConfigParser.load_config_files(configs))
-    # parsed here, not run by MONAI: the bundle's folder cannot be found from the workflow
-    parser["bundle_root"] = str(REPO / "bundles" / args.bundle)
+    parser = ConfigParser(ConfigParser.load_config_files(training_configs(args.bundle, method, args.bundle_dir)))
+    parser["bundle_root"] = str(args.bundle_dir)
     for key, value in {**common, "seed": seed, "label_fraction": fraction, "output_dir": str(args.out / "shared")}.items():
         parser[key] = value
     return parser

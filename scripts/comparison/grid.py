@@ -136,7 +136,7 @@ def run_grid(args: argparse.Namespace) -> None:
             score_and_record(cell)
     with cell_executor(args.executor, args.jobs, threads, args.address, args.gpus_per_cell) as pool:
         # training runs in subprocesses (started here or by Ray); this process scores each cell as it finishes
-        order = training_order(to_train, args.jobs, {m: reads_feature_cache(args.bundle, m) for m in args.methods})
+        order = training_order(to_train, args.jobs, {m: reads_feature_cache(args.bundle, m, args.bundle_dir) for m in args.methods})
         futures = {pool.submit(run_cell, args, c[2], c[1], c[0], names[c], common, threads): c for c in order}
         failed: dict[Cell, Exception] = {}
         for index, future in enumerate(as_completed(futures), 1):

@@ -16,7 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import REPO, method_overlay
+import bundle_variants
+
+from . import training_configs
 from .cells import best_metric, cell_overrides, finished_run, load_bundle, recorded_digest, run_bundle
 
 
@@ -25,8 +27,9 @@ def score_segmentation_cell(args: argparse.Namespace, client: Any, experiment: s
     """Test Dice / HD95 of one trained segmentation cell, from the bundle's ``evaluate.yaml``; one results row."""
     import torch
 
-    configs = [str(REPO / "bundles" / args.bundle / "configs" / name) for name in ("train.yaml", "evaluate.yaml")]
-    configs.insert(1, str(method_overlay(args.bundle, method)))
+    training = bundle_variants.config_files(args.bundle, "train", args.bundle_dir)
+    evaluation = bundle_variants.config_files(args.bundle, "evaluate", args.bundle_dir)[len(training):]
+    configs = training_configs(args.bundle, method, args.bundle_dir) + [str(p) for p in evaluation]
     overrides = cell_overrides(args, seed, fraction, cell, common)
     overrides["run_name"] = f"{cell}-test"  # its own MLflow run: the training run stays as trained
     cell_dir = Path(overrides["output_dir"])
