@@ -8,6 +8,8 @@ Debian's ``mricron-data``). Each is written as NIfTI or DICOM with a decathlon-s
 from .build import DATA_VERSION, FORMATS, build_dataset, dataset_name, default_data_dir, ensure_dataset
 from .segmentation_inference import SafeVolumeDataset, find_volumes, segmentation_inference_transforms
 from .segmentation_pipeline import LabelMapOrHiddend, segmentation_items, segmentation_transforms, training_voxel_size
+from .segmentation_data import resolve_segmentation_datalist, segmentation_training_items
+from .segmentation_forms import read_segmentation_source
 from .segmentation_tasks import SEG_CLASS_NAMES, SEG_TASKS, build_segmentation_dataset, segmentation_label_map
 from .datalist import (
     UNLABELED,
@@ -47,6 +49,9 @@ __all__ = [
     "segmentation_inference_transforms",
     "LabelMapOrHiddend",
     "segmentation_items",
+    "resolve_segmentation_datalist",
+    "segmentation_training_items",
+    "read_segmentation_source",
     "segmentation_transforms",
     "training_voxel_size",
     "SEG_CLASS_NAMES",
