@@ -48,11 +48,11 @@ def test_every_id_a_classification_run_uses_is_read():
     assert "resume_handler" in read_ids(config, ROOTS)
 
 
-def test_resume_on_segmentation_is_flagged_as_not_read():
-    """The segmentation configuration defines no resume handler of its own: --resume would do nothing."""
+def test_augment_on_segmentation_is_flagged_as_not_read():
+    """Segmentation trains without the random flips: --augment would do nothing (--resume is read)."""
     segmentation = _config("rd_segmentation_3d", "train.yaml")
-    assert "resume" in segmentation  # defined by the shared base...
-    assert unread_overrides(segmentation, ["resume", "augment", "epochs", "patch_size"], ROOTS) == ["resume", "augment"]
+    assert "augment" in segmentation  # defined by the shared base...
+    assert unread_overrides(segmentation, ["resume", "augment", "epochs", "patch_size"], ROOTS) == ["augment"]
 
 
 def test_warn_unknown_overrides_reads_config_files_from_the_command_line(caplog):
@@ -68,9 +68,9 @@ def test_warn_unknown_overrides_reads_config_files_from_the_command_line(caplog)
 
 
 def test_bundle_run_warns_about_an_id_it_never_reads(tmp_path):
-    """The real command line: ``--lable_fraction`` (a typo) on classification, ``--resume`` on segmentation."""
+    """The real command line: ``--lable_fraction`` (a typo) on classification, ``--augment`` on segmentation."""
     cases = [("rd_classification_2d", "lable_fraction", "0.1", "is not an id", "--label_fraction"),
-             ("rd_segmentation_2d", "resume", "true", "is not read by this configuration", None)]
+             ("rd_segmentation_2d", "augment", "true", "is not read by this configuration", None)]
     for bundle, name, value, said, hint in cases:
         cmd = bundle_command("initialize", bundle_configs(bundle, "train.yaml"), output_dir=str(tmp_path / bundle),
                              **{name: value})

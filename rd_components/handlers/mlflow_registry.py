@@ -10,8 +10,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
 from monai.handlers import MLFlowHandler
 
 from .export import StudentExportHandler
@@ -30,6 +33,18 @@ def student_requirements() -> list[str]:
             f"mlflow=={version('mlflow')}"]
 
 
+def segmentation_signature(example_shape: Sequence[int], class_names: Sequence[str]) -> ModelSignature:
+    """Signature of a served segmentation student: input ``(-1, C, -1, ...)`` float32 (any batch and
+    spatial size, as it is segmented in windows), output ``label_map`` ``(-1, -1, ...)`` int64 and one
+    ``prob_<class>`` float32 map of that shape per class (:mod:`rd_components.serving`)."""
+    free = (-1,) * (len(example_shape) - 2)
+    maps = (-1, *free)
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, int(example_shape[1]), *free))]),
+        outputs=Schema([TensorSpec(np.dtype(np.int64), maps, "label_map"),
+                        *(TensorSpec(np.dtype(np.float32), maps, f"prob_{name}") for name in class_names)]))
+
+
 class MLflowRegistryHandler:
     """Companion of MONAI's ``MLFlowHandler`` for the end of a training run.
 
@@ -38,8 +53,9 @@ class MLflowRegistryHandler:
     it as ``registered_model_name``: the TorchScript ``model.ts`` behind the small pyfunc of
     :mod:`rd_components.serving` (logged as model from code, so loading it deserialises no
     pickle), answering ``(N, C, *spatial)`` arrays with the predicted class name and one
-    probability per class, also through ``mlflow models serve``. On ``EXCEPTION_RAISED``: marks the run FAILED, so a crashed run is
-    never left RUNNING, and re-raises.
+    probability per class (classification) or a label map and one probability map per class
+    (``model_info["task_kind"] == "segmentation"``), also through ``mlflow models serve``. On
+    ``EXCEPTION_RAISED``: marks the run FAILED, so a crashed run is never left RUNNING, and re-raises.
 
     Args:
         mlflow_handler: the trainer's ``MLFlowHandler`` (its run and client are reused).
@@ -94,6 +110,10 @@ class MLflowRegistryHandler:
         from .. import serving
 
         exporter = self.exporter
+        task_kind = exporter.model_info.get("task_kind", "classification")
+        # a segmentation student takes any spatial size: the signature MLflow would infer from the example fixes it
+        signature = (segmentation_signature(exporter.example_shape, exporter.model_info["class_names"])
+                     if task_kind == "segmentation" else None)
         mlflow.set_tracking_uri(client.tracking_uri)
         # MLflow records each artifact's source path in MLmodel: log copies from a neutral
         # temporary folder, so that no folder of the user's (perhaps named after a patient) is recorded
@@ -106,8 +126,9 @@ class MLflowRegistryHandler:
                 artifacts={name: str(path) for name, path in artifacts.items()},
                 # batch 2 and the bundle's patch: the signature MLflow infers keeps the batch free
                 input_example=torch.rand((2, *exporter.example_shape[1:])).numpy(),
+                signature=signature,
                 registered_model_name=self.registered_model_name,
-                metadata={"class_names": exporter.model_info.get("class_names")},
+                metadata={"class_names": exporter.model_info.get("class_names"), "task_kind": task_kind},
                 # stated, not inferred: MLflow's inference imports the model in a subprocess
                 # (about 20 s per run on 2 CPU cores) to find what it needs
                 pip_requirements=student_requirements(),
