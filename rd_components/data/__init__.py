@@ -2,7 +2,8 @@
 
 Tasks are cut from real scans and real expert atlases that exist offline (see DATA.md):
 ``mni152_tissue`` (nilearn's MNI152 template, pip only) and ``colin27_aal`` (Colin27 + AAL from
-Debian's ``mricron-data``). Each is written as NIfTI or DICOM with a decathlon-style datalist.
+Debian's ``mricron-data``). Each is written as NIfTI or DICOM with a decathlon-style datalist. The user's own data: :mod:`.user_data`
+(classification) and :mod:`.segmentation_data` (image / label-map pairs, cut into patches).
 """
 
 from .build import DATA_VERSION, FORMATS, build_dataset, dataset_name, default_data_dir, ensure_dataset
