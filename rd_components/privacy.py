@@ -10,6 +10,7 @@ credentials masked. A digest still tells two runs on the same folder from runs o
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["path_digest", "loggable_path", "redact_paths", "mask_credentials"]
+__all__ = ["path_digest", "loggable_path", "redact_paths", "mask_credentials", "mask_logged_credentials"]
 
 #: query-string keys whose values are secrets (``?token=...``)
 _SECRET_KEYS = re.compile(r"token|secret|password|passwd|pwd|key|signature|sig|credential", re.IGNORECASE)
@@ -106,3 +107,28 @@ def mask_credentials(uri: str) -> str:
     if netloc == parts.netloc and query == parts.query:
         return uri
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+
+
+class _CredentialFilter(logging.Filter):
+    """Masks the credentials of every URI in a log record's message (see :func:`mask_credentials`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "://" in message and "@" in message:
+            record.msg, record.args = _URI.sub(lambda m: mask_credentials(m.group(0)), message), ()
+        return True
+
+
+def mask_logged_credentials(logger_names: Sequence[str] = ("monai.bundle.scripts",)) -> None:
+    """Mask URI credentials in what MONAI's bundle command prints (its input summary lists every
+    command-line value, ``--tracking_uri http://user:password@host`` included) and in every record
+    the root logger's handlers print. For a bundle config's ``initialize`` list: MONAI prints its
+    summary after ``initialize``; idempotent."""
+    targets = [logging.getLogger(name) for name in logger_names]
+    targets += [handler for handler in logging.getLogger().handlers]
+    for target in targets:
+        if not any(isinstance(f, _CredentialFilter) for f in target.filters):
+            target.addFilter(_CredentialFilter())

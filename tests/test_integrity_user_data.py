@@ -234,3 +234,23 @@ def test_user_id_of_a_multiframe_file_differs_per_frame(tmp_path):
              for it in v]
     assert len(items) == 20 and len({it["id"] for it in items}) == 20
     assert all(it["id"].startswith(f"clip_{Path(it['image']).parent.name}#{it['frame']}@") for it in items)
+
+
+def test_unlabeled_dir_images_batch_with_datalist_items_that_carry_extra_fields(tmp_path):
+    """The embedded datalists give each item extra fields ('centre'); the images of --unlabeled_dir have
+    none, and a batch mixing both failed to collate (KeyError 'centre') on the first training step."""
+    from monai.data import DataLoader
+
+    data = tmp_path / "data"
+    data.mkdir()
+    items = [{"image": str(_image(data / f"a{i}.nii.gz", i)), "label": i % 2, "id": f"a{i}", "centre": [i, 0, 0]}
+             for i in range(4)]
+    (data / "datalist.json").write_text(json.dumps({"training": items, "validation": items, "test": items}))
+    unlabeled = tmp_path / "unlabelled"
+    unlabeled.mkdir()
+    _image(unlabeled / "u.nii.gz", 9)
+    files = load_datalist(data / "datalist.json", "training", unlabeled_dir=unlabeled, spatial_dims=2)
+    checked = preflight_items(files, classification_transforms(2, 16), 2, 2, "error", "training")
+    batch = next(iter(DataLoader(checked, batch_size=len(checked))))
+    assert batch["image"].shape[0] == 5 and "centre" not in batch
+

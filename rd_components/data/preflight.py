@@ -91,4 +91,7 @@ def preflight_items(
         logger.warning("Skipping bad %s item %s", split, line)
     if not good:
         raise BadInputError(f"No usable item left in the {split} split.")
-    return good
+    # a batch collates the keys every item has: a datalist's own extra fields (the embedded
+    # tasks' 'centre') are not on the images of --unlabeled_dir
+    shared = set.intersection(*(set(item) for item in good))
+    return [{key: value for key, value in item.items() if key in shared} for item in good]
