@@ -9,6 +9,7 @@ from .mlflow_registry import MLflowRegistryHandler
 from .predictions import PredictionCollector
 from .progress import ProgressBarHandler
 from .resume import ResumableCheckpoint, read_resume_checkpoint, resumed_run_name
+from .segmentation_report import SegmentationReportHandler
 from .teacher_branch_check import TeacherBranchCheck
 from .report import EvaluationReportHandler, TrainingReportHandler, plot_confusion_matrix, plot_training_curves
 
@@ -23,6 +24,7 @@ __all__ = [
     "PredictionCollector",
     "ProgressBarHandler",
     "ResumableCheckpoint",
+    "SegmentationReportHandler",
     "StudentExportHandler",
     "TeacherBranchCheck",
     "TrainingReportHandler",
