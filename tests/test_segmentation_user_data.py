@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 from bundle_helpers import bundle_configs, copy_bundle, run_bundle
 
-from rd_components.data import resolve_segmentation_datalist, segmentation_training_items
+from rd_components.data import (
+    resolve_segmentation_datalist,
+    segmentation_training_items,
+)
 from rd_components.errors import BadInputError, DataConfigError
 
 NAMES = ["background", "liver", "tumour"]
@@ -128,7 +131,7 @@ def test_a_dicom_series_folder_is_an_image(tmp_path):
     from rd_components.data.writers import DicomPatchWriter
 
     data = _msd(tmp_path / "dicom", test=False)
-    image, label = _pair(0)
+    image, _ = _pair(0)
     quantised = np.rint(image / image.max() * 4095).astype(np.uint16)
     DicomPatchWriter(image.shape[:2], (1.5, 1.5, 2.0), "test-user-seg", "user").write_3d(data / "series", quantised, AFFINE, "case")
     pairs = [("series", "labelsTr/case_000.nii.gz")] + [(f"imagesTr/case_{i:03d}.nii.gz", f"labelsTr/case_{i:03d}.nii.gz") for i in (1, 2)]
@@ -228,6 +231,13 @@ def test_msd_folder_trains_through_the_bundle_with_dataset_dir_only(tmp_path):
     assert info["class_names"] == NAMES and info["pixdim"] == [1.5, 1.5, 2.0]
     saved = json.loads((copy / "models" / "datalist.json").read_text())  # the split, saved with the model
     assert len(saved["test"]) == 1 and saved["labels"]["2"] == "tumour"
+    # evaluation scores the saved split's whole test volume
+    run_bundle("evaluating", bundle_configs("rd_segmentation_3d", "train.yaml", "evaluate.yaml", bundle=copy), copy,
+               dataset_dir=str(data), patch_size=32, num_train_patches=4)
+    [eval_dir] = [p for p in (copy / "eval").iterdir() if p.name.startswith("evaluate-")]
+    metrics = dict(csv.reader(open(eval_dir / "metrics.csv")))
+    assert 0.0 <= float(metrics["test_mean_dice"]) <= 1.0
+    assert _listing(data) == before
 
 
 @pytest.mark.slow

@@ -73,7 +73,7 @@ def _draw_splits(splits: dict[str, list[dict]], seed: int, where: Path) -> tuple
             continue
         if len(training) < 2:
             raise DataConfigError(f"{where}: too few labelled images to draw a {split} split (3 or more needed)")
-        n = max(1, int(round(HOLDOUT_FRACTION * len(training))))
+        n = max(1, round(HOLDOUT_FRACTION * len(training)))
         drawn = set(split_rng(seed, "user-split", "segmentation", split).permutation(len(training))[:n].tolist())
         out[split] = [it for i, it in enumerate(training) if i in drawn]
         training = [it for i, it in enumerate(training) if i not in drawn]
@@ -234,7 +234,8 @@ def resolve_segmentation_datalist(dataset_dir: str | os.PathLike, output_dir: st
               "spatial_dims": int(spatial_dims), "patch_size": int(patch_size), "n_train": int(n_train or 120),
               "seed": int(seed), "on_bad_input": on_bad_input,
               "items": {k: [[it["id"], it.get("label_digest")] for it in v] for k, v in splits.items()}}
-    root = Path(output_dir) if output_dir is not None else Path(default_data_dir())
+    # absolute: the bundles' output_dir is relative to where they run, and the saved split must load from anywhere
+    root = Path(os.path.abspath(output_dir if output_dir is not None else default_data_dir()))
     name = f"{source.name}_seg_{int(spatial_dims)}d"
     build_atomically(root, name, params, lambda folder: _write_user_patches(folder, source, splits, params, generated))
     return str(root / name / DATALIST)
@@ -284,7 +285,7 @@ def segmentation_training_items(datalist: str | os.PathLike, label_fraction: flo
         sources = max(1, len(raw.get("images", {}).get("training", [])))  # the embedded task: one volume
         per_image = int(raw.get("patches_per_image") or max(1, len(raw.get("training", [])) // sources))
         patch = int((raw.get("patch_size") or [64])[0])
-        out = Path(output_dir) if output_dir is not None else Path(default_data_dir())
+        out = Path(os.path.abspath(output_dir if output_dir is not None else default_data_dir()))
         items += _unlabeled_patches(unlabeled_dir, out, raw, path, int(spatial_dims), patch, int(seed), per_image,
                                     on_bad_input)
     return items

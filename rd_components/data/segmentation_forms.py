@@ -144,7 +144,7 @@ def _is_other_channel(path: Path) -> bool:
 
 def _read_pairs(kind: str, path: Path) -> SegmentationSource:
     """A decathlon datalist or a CSV of image / label-map paths (relative to the file's folder)."""
-    splits, meta, mapping = read_form(kind, path, 3)
+    splits, _, mapping = read_form(kind, path, 3)
     base = path.parent
     out: dict[str, list[dict]] = {}
     unlabeled = []
