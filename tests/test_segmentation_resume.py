@@ -87,7 +87,7 @@ def test_segmentation_config_resumes_what_it_trains():
     handlers = config["train"]["handlers"]
     assert handlers[0] == "@resume_handler" and handlers.index("@registry") < handlers.index("@mlflow_train")
     assert set(config["resume_handler"]["objects"]) == {"network", "reprogrammer", "loss", "optimizer", "lr_scheduler",
-                                                        "validator", "best_model_saver"}
+                                                        "validator", "best_model_saver", "segmentation_report"}
     assert "resumed_run_name" in config["run_name"]  # the base's: a resumed run continues its MLflow run
 
 
