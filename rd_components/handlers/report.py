@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ignite.engine import Engine, Events
@@ -37,6 +38,13 @@ def plot_training_curves(history: Sequence[dict], path: str | os.PathLike) -> No
     for key in metric_keys:
         axes[1].plot(epochs, [row.get(key, np.nan) for row in history], marker="o", label=key)
     axes[1].set(title="validation", xlabel="epoch", ylabel="metric", ylim=(0, 1.02))
+    save_curves(fig, axes, path)
+
+
+def save_curves(fig: Any, axes: Sequence[Any], path: str | os.PathLike) -> None:
+    """Grid and legend on every panel of a curves figure, then save it atomically and close it."""
+    import matplotlib.pyplot as plt
+
     for ax in axes:
         ax.grid(alpha=0.3)
         if ax.lines:

@@ -16,6 +16,7 @@ from ignite.engine import Engine, Events
 from monai.metrics import DiceMetric, HausdorffDistanceMetric
 
 from ..atomic import atomic_write, atomic_write_text
+from .report import save_curves
 
 __all__ = ["SegmentationReportHandler"]
 
@@ -130,13 +131,7 @@ def _plot_curves(history: list[dict], foreground: Sequence[str], path: Path) -> 
         axes[1].plot(epochs, [row.get(f"val_hd95_{key}", np.nan) for row in history], marker="o", label=name)
     axes[0].set(title="validation Dice per class", xlabel="epoch", ylabel="Dice", ylim=(0, 1.02))
     axes[1].set(title="validation HD95 per class", xlabel="epoch", ylabel="voxels")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
-    plt.close(fig)
+    save_curves(fig, axes, path)
 
 
 def _plot_overlay(image: np.ndarray, label: np.ndarray, pred: np.ndarray, path: Path, epoch: int) -> None:
