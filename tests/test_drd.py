@@ -393,3 +393,36 @@ def test_cka_interval_aligns_one_step_in_k_and_skips_the_teacher_on_steps_withou
         assert all(g is not None and float(g.abs().sum()) == 0.0 for g in grads)
     with pytest.raises(ValueError, match="cka_interval"):
         DRDTrainer("cpu", 1, loader, student, optimizer, DRDLoss(), reprogrammer=rep, teacher=teacher, cka_interval=0)
+
+
+def test_drd_evaluator_reports_the_hybrid_branch_beside_the_student():
+    """Validation scores the hybrid (teacher) branch as DRDTrainer trains it: pred_teacher is the
+    student's decoder on the projected teacher stages, and a metric on it sits beside the key metric."""
+    from monai.handlers import MeanDice, from_engine
+    from monai.transforms import AsDiscreted
+
+    from rd_components.engines import DRDBranches, DRDEvaluator
+
+    torch.manual_seed(0)
+    images = torch.rand(4, 1, 32, 32)
+    loader = [{"image": images, "label": (images > 0.5).long()}]
+    student = SegmentationStudent(2, 1, 2, features=FEATURES).eval()
+    rep = DeepReprogrammer(2, (6, 6, 8, 8), student.stage_channels[1:]).eval()
+    teacher = _ToyStageTeacher()
+    post = AsDiscreted(keys=["pred", "label", "pred_teacher"], argmax=[True, False, True], to_onehot=2,
+                       allow_missing_keys=True)
+    evaluator = DRDEvaluator(
+        device="cpu", val_data_loader=loader, network=student, reprogrammer=rep, teacher=teacher, postprocessing=post,
+        key_val_metric={"val_mean_dice": MeanDice(output_transform=from_engine(["pred", "label"]))},
+        additional_metrics={"teacher_val_mean_dice": MeanDice(output_transform=from_engine(["pred_teacher", "label"]))})
+    evaluator.run()
+    with torch.no_grad():
+        expected = DRDBranches(student, rep)(images, teacher.stage_features(images))["teacher_logits"].argmax(1)
+    assert torch.equal(evaluator.state.output[0]["pred_teacher"].argmax(0), expected[0])
+    assert {"val_mean_dice", "teacher_val_mean_dice"} <= set(evaluator.state.metrics)
+    # no hybrid pass (CKA-only): the teacher does not run, the student is scored alone
+    alone = DRDEvaluator(device="cpu", val_data_loader=loader, network=student, reprogrammer=rep, teacher=teacher,
+                         hybrid_pass=False, postprocessing=post,
+                         key_val_metric={"val_mean_dice": MeanDice(output_transform=from_engine(["pred", "label"]))})
+    alone.run()
+    assert alone.teacher_source is None and "pred_teacher" not in alone.state.output[0]

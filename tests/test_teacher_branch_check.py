@@ -59,3 +59,35 @@ def test_useful_branch_is_not_reported(caplog):
     check, mlflow_handler = _train([0.20, 0.60], num_classes=8, caplog=caplog)
     assert check.best == pytest.approx(0.60) and not check.weak
     assert "never rose above chance" not in caplog.text and mlflow_handler.client.tags == {}
+
+
+def _train_segmentation(teacher: list[float], student: list[float], caplog) -> tuple[TeacherBranchCheck, _MLflowHandler]:
+    """Two-epoch trainer whose validator reports the hybrid branch's and the student's Dice in turn."""
+    values = iter(zip(teacher, student))
+    validator = Engine(lambda engine, batch: None)
+
+    @validator.on(Events.COMPLETED)
+    def _metrics(engine):
+        engine.state.metrics["teacher_val_mean_dice"], engine.state.metrics["val_mean_dice"] = next(values)
+
+    trainer = Engine(lambda engine, batch: None)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: validator.run([0]))
+    mlflow_handler = _MLflowHandler()
+    check = TeacherBranchCheck(validator, 4, metric_name="teacher_val_mean_dice", reference_metric="val_mean_dice",
+                               mlflow_handler=mlflow_handler)
+    check.attach(trainer)
+    with caplog.at_level(logging.WARNING):
+        trainer.run([0], max_epochs=len(teacher))
+    return check, mlflow_handler
+
+
+def test_hybrid_branch_no_better_than_the_student_is_reported_and_tagged(caplog):
+    """DRD: Dice has no chance level; the branch is weak when its best never beats the student's best."""
+    check, mlflow_handler = _train_segmentation([0.30, 0.42], [0.35, 0.45], caplog)
+    assert check.weak and "never better than the student" in caplog.text
+    assert mlflow_handler.client.tags == {"run-1/teacher_branch_weak": "true"}
+
+
+def test_hybrid_branch_ahead_of_the_student_is_not_reported(caplog):
+    check, mlflow_handler = _train_segmentation([0.30, 0.55], [0.35, 0.45], caplog)
+    assert not check.weak and "never better" not in caplog.text and mlflow_handler.client.tags == {}

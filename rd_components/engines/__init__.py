@@ -1,4 +1,4 @@
-"""Engines: RDTrainer (one-stage RD co-training), DRDTrainer (its segmentation sibling), RDEvaluator, the student and teacher branches,
+"""Engines: RDTrainer (one-stage RD co-training), DRDTrainer (its segmentation sibling), RDEvaluator, DRDEvaluator, the student and teacher branches,
 the per-epoch averages of whatever terms the loss returns, and the output transform shared by the engines' ignite metrics.
 
 The teacher feature source and the teacher linear probe live in :mod:`rd_components.foundation`
@@ -6,6 +6,7 @@ The teacher feature source and the teacher linear probe live in :mod:`rd_compone
 """
 
 from .branches import RDBranches, teacher_branch
+from .drd_evaluator import DRDEvaluator
 from .drd_trainer import DRDBranches, DRDTrainer
 from .loss_terms import LossTermAverages, loss_terms
 from .outputs import stacked_output
@@ -14,6 +15,7 @@ from .rd_trainer import RDTrainer
 
 __all__ = [
     "DRDBranches",
+    "DRDEvaluator",
     "DRDTrainer",
     "LossTermAverages",
     "RDBranches",
