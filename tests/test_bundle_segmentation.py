@@ -1,4 +1,4 @@
-"""The DRD segmentation bundles (preview) end to end at tiny size: train, export, evaluate on a held-out volume."""
+"""The DRD segmentation variants end to end at tiny size: train, export, evaluate on a held-out volume."""
 
 from __future__ import annotations
 
