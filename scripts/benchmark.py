@@ -4,7 +4,7 @@
 For each bundle (2D: rd_classification_2d, 3D: rd_classification_3d) everything measured is
 instantiated from its ``configs/train.yaml`` with ``monai.bundle.ConfigParser``: teacher,
 network, reprogrammer, loss, optimizer, feature cache, the training data loader and
-``train#trainer`` itself (the student alone: with ``bundles/methods/student.yaml`` merged on
+``train#trainer`` itself (the student alone: with ``bundles/rd/configs/methods/student.yaml`` merged on
 top), on a small embedded dataset built with ``rd_components.data`` in a temporary folder.
 
 Measured (medians over ``--repeats``; the configurations run round-robin so that machine noise

@@ -1,7 +1,7 @@
 """Fit a linear probe on frozen (cached) teacher features.
 
 A scikit-learn logistic regression on the pooled features of the frozen teacher: the reference
-``linear_probe`` of ``scripts/compare.py`` and the fixed KD targets of ``bundles/methods/kd.yaml``.
+``linear_probe`` of ``scripts/compare.py`` and the fixed KD targets of ``bundles/rd/configs/methods/kd.yaml``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Training cost of the DRD segmentation bundles: warm-cache DRD epochs against the student alone.
 
 Both configurations come from the bundle's ``configs/train.yaml`` with ``ConfigParser`` (the
-student alone: ``bundles/methods/segmentation/student.yaml`` merged on top), on the embedded
+student alone: ``bundles/rd/configs/methods/segmentation/student.yaml`` merged on top), on the embedded
 segmentation task with ``n_train`` training patches at the bundle's label fraction, with the
 benchmark overrides of :func:`~benchmarks.setup.configure` (no validation, export or MLflow in
 the timed epochs). The DRD configuration's first epoch fills its stage-feature cache (the cold
