@@ -82,3 +82,47 @@ def test_msd_folder_trains_resumes_evaluates_infers_and_serves(tmp_path, monkeyp
     probabilities = np.stack([np.asarray(answer[f"prob_{name}"]) for name in NAMES], axis=1)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert _listing(data) == before  # nothing written inside the user's folder
+
+
+def _forms(root: Path) -> dict[str, Path]:
+    """The same three labelled volumes as a decathlon datalist, a CSV of pairs, and a CSV whose first
+    image is a DICOM series folder; the user's data is the file given to --dataset_dir."""
+    from rd_components.data.writers import DicomPatchWriter
+    from test_segmentation_user_data import AFFINE, _pair
+
+    data = _msd(root, n=4, test=False)
+    pairs = [(f"imagesTr/case_{i:03d}.nii.gz", f"labelsTr/case_{i:03d}.nii.gz") for i in range(4)]
+    (data / "pairs.json").write_text(json.dumps({"labels": {str(i): n for i, n in enumerate(NAMES)},
+                                                 "training": [{"image": a, "label": b} for a, b in pairs]}))
+    (data / "pairs.csv").write_text("image,label\n" + "".join(f"{a},{b}\n" for a, b in pairs))
+    image, _ = _pair(0)
+    series = np.rint(image / image.max() * 4095).astype(np.uint16)
+    DicomPatchWriter(image.shape[:2], (1.5, 1.5, 2.0), "journey", "user").write_3d(data / "series", series, AFFINE, "case")
+    dicom = [("series", pairs[0][1]), *pairs[1:]]
+    (data / "dicom").mkdir()
+    (data / "dicom" / "pairs.csv").write_text("image,label\n" + "".join(f"../{a},../{b}\n" for a, b in dicom))
+    return {"datalist": data / "pairs.json", "csv": data / "pairs.csv", "dicom": data / "dicom" / "pairs.csv"}
+
+
+@pytest.mark.slow
+def test_datalist_csv_and_dicom_series_train_evaluate_and_infer_with_dataset_dir_only(tmp_path):
+    """The other forms segmentation data comes in take the same path as the MSD folder above."""
+    forms = _forms(tmp_path / "user")
+    before = _listing(tmp_path / "user")
+    for form, source in forms.items():
+        out = {"output_dir": str(tmp_path / form / "eval"), "ckpt_dir": str(tmp_path / form / "models"),
+               "dataset_dir": str(source), "patch_size": 32, "num_train_patches": 8, "batch_size": 4, "num_workers": 0}
+        run_bundle("training", bundle_configs(BUNDLE, "train.yaml"), REPO, epochs=1, experiment_name=form, **out)
+        info = json.loads((tmp_path / form / "models" / "model_info.json").read_text())
+        assert info["spatial_dims"] == 2 and len(info["class_names"]) == 3, form
+        run_bundle("evaluating", bundle_configs(BUNDLE, "train.yaml", "evaluate.yaml"), REPO, run_name="test",
+                   experiment_name=form, **out)
+        metrics = dict(csv.reader(open(tmp_path / form / "eval" / "test" / "metrics.csv")))
+        assert 0.0 <= float(metrics["test_mean_dice"]) <= 1.0, form
+    # a DICOM series in, a NIfTI label map and a DICOM SEG out
+    predictions = tmp_path / "predictions"
+    run_bundle("inferring", bundle_configs(BUNDLE, "inference.yaml"), REPO, ckpt_dir=str(tmp_path / "dicom" / "models"),
+               input_dir=str(tmp_path / "user" / "series"), output_dir=str(predictions))
+    (row,) = list(csv.DictReader(open(predictions / "segmentations.csv")))
+    assert not row["error"] and row["output"] and row["dicom_seg"], row
+    assert _listing(tmp_path / "user") == before
