@@ -73,3 +73,21 @@ def test_every_method_overlay_of_the_bundle_merges_on_its_variant(variant):
 @pytest.mark.parametrize("variant", list(bundle_variants.VARIANTS))
 def test_inference_references_are_defined(variant):
     assert _undefined_references(bundle_files(variant, "inference.yaml")) == set()
+
+
+def test_a_copied_bundle_runs_its_baselines_from_its_own_overlays(tmp_path):
+    """compare.py --bundle_dir: a copy's configs/methods/ are the methods, edited overlays included."""
+    import sys
+
+    from bundle_helpers import REPO, copy_bundle
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from comparison import training_configs
+
+    copy = copy_bundle(tmp_path / "my_bundle")
+    (copy / "configs" / "methods" / "my_kd.yaml").write_text("method: my_kd\ntemperature: 2.0\n")
+    files = training_configs("rd_classification_2d", "my_kd", copy)
+    assert files == [str(copy / "configs" / "train.yaml"), str(copy / "configs" / "methods" / "my_kd.yaml")]
+    seg = training_configs("rd_segmentation_3d", "student", copy)
+    assert all(f.startswith(str(copy)) for f in seg) and seg[-1].endswith("methods/segmentation/student.yaml")
+    assert _undefined_references(files) == set()
