@@ -63,11 +63,16 @@ class RDEvaluator(SupervisedEvaluator):
             if engine.teacher_source is not None and engine.reprogrammer is not None:
                 was_training = engine.reprogrammer.training
                 engine.reprogrammer.eval()
-                features = engine.teacher_source(inputs, batchdata)
-                _, logits = teacher_branch(engine.reprogrammer, engine.network.classifier, features)
+                logits = engine.teacher_prediction(inputs, batchdata)
                 if logits is not None:
                     engine.state.output["pred_teacher"] = logits
                 engine.reprogrammer.train(was_training)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output
+
+    def teacher_prediction(self, inputs: torch.Tensor, batchdata: dict[str, Any]) -> torch.Tensor | None:
+        """The reprogrammed teacher branch's logits ``(B, K)`` through the shared classifier (``None``
+        when the reprogrammer gives none)."""
+        features = self.teacher_source(inputs, batchdata)
+        return teacher_branch(self.reprogrammer, self.network.classifier, features)[1]
