@@ -47,6 +47,7 @@ def test_per_class_dice_and_hd95_reach_the_metrics_and_the_report(tmp_path):
     metrics = evaluator.state.metrics
     assert metrics["val_dice_grey_matter"] == 1.0 and metrics["val_hd95_grey_matter"] == 0.0
     assert metrics["val_dice_white_matter"] == 0.0  # never predicted
+    assert np.isnan(metrics["val_hd95_white_matter"])  # no predicted surface: no distance
     history = json.loads((tmp_path / "report" / "segmentation_history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
     files = sorted(p.name for p in (tmp_path / "report").iterdir())
@@ -55,7 +56,7 @@ def test_per_class_dice_and_hd95_reach_the_metrics_and_the_report(tmp_path):
     # resumed: the history comes back with the checkpoint
     restored = SegmentationReportHandler(tmp_path / "other", NAMES)
     restored.load_state_dict(report.state_dict())
-    assert restored.history == history
+    assert json.dumps(restored.history) == json.dumps(history)  # NaN (a class never predicted) compares unequal
 
 
 def test_a_disabled_report_writes_nothing(tmp_path):
@@ -65,3 +66,28 @@ def test_a_disabled_report_writes_nothing(tmp_path):
         postprocessing=AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=3), val_handlers=[report])
     evaluator.run()
     assert not (tmp_path / "report").exists() and "val_dice_grey_matter" not in evaluator.state.metrics
+
+
+def test_the_report_runs_no_collective_operation(tmp_path, monkeypatch):
+    """The report runs on rank 0 only: with torch.distributed initialised, a gather in it (MONAI's cumulative
+    metrics do one) waits for the other ranks forever (a torchrun segmentation run hung). The handler is driven
+    here with torch.distributed reporting itself initialised and every collective failing."""
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+
+    def collective(*args, **kwargs):
+        raise AssertionError("collective operation in a rank-0-only handler")
+
+    for name in ("all_gather", "all_gather_object", "all_reduce", "broadcast", "barrier"):
+        monkeypatch.setattr(dist, name, collective)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 2)
+    post = AsDiscreted(keys=["pred", "label"], argmax=[True, False], to_onehot=3)
+    items = [post({"image": d["image"], "label": d["label"], "pred": _Oracle()(d["image"][None])[0]}) for d in _data(2)]
+    engine = SimpleNamespace(state=SimpleNamespace(output=items, metrics={}, epoch=1))
+    report = SegmentationReportHandler(tmp_path / "report", NAMES)
+    report._reset(engine)
+    report._collect(engine)
+    report._report(engine)
+    assert engine.state.metrics["val_dice_grey_matter"] == 1.0

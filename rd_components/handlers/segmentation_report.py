@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from monai.metrics import DiceMetric, HausdorffDistanceMetric
+from monai.metrics import compute_dice, compute_hausdorff_distance
 
 from ..atomic import atomic_write, atomic_write_text
 from .report import save_curves
@@ -47,8 +47,10 @@ class SegmentationReportHandler:
         self.class_names = [str(c) for c in class_names]
         self.enabled = enabled
         self.history: list[dict[str, float]] = []
-        self._dice = DiceMetric(include_background=False, reduction="mean_batch", ignore_empty=True)
-        self._hd95 = HausdorffDistanceMetric(include_background=False, percentile=95, reduction="mean_batch")
+        # per-item values kept here, not in MONAI's cumulative metrics: those gather across ranks
+        # when torch.distributed runs, and this handler runs on rank 0 only
+        self._dice: list[torch.Tensor] = []
+        self._hd95: list[torch.Tensor] = []
         self._overlay: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def attach(self, engine: Engine) -> None:
@@ -60,23 +62,21 @@ class SegmentationReportHandler:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self._report)
 
     def _reset(self, engine: Engine) -> None:
-        self._dice.reset()
-        self._hd95.reset()
-        self._overlay = None
+        self._dice, self._hd95, self._overlay = [], [], None
 
     def _collect(self, engine: Engine) -> None:
         items = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
         preds = torch.stack([torch.as_tensor(item["pred"]) for item in items]).float()
         labels = torch.stack([torch.as_tensor(item["label"]) for item in items]).float()
-        self._dice(preds, labels)
-        self._hd95(preds, labels)
+        self._dice.append(compute_dice(preds, labels, include_background=False, ignore_empty=True))
+        self._hd95.append(compute_hausdorff_distance(preds, labels, include_background=False, percentile=95))
         if self._overlay is None:
             self._overlay = _middle_slices(items[0])
 
     def _report(self, engine: Engine) -> None:
         epoch = int(engine.state.epoch)  # MONAI's evaluator runs with the trainer's epoch number
-        dice = _per_class(self._dice.aggregate())
-        hd95 = _per_class(self._hd95.aggregate())
+        dice = _per_class(self._dice)
+        hd95 = _per_class(self._hd95)
         row: dict[str, float] = {"epoch": epoch}
         for name, d, h in zip(self.class_names[1:], dice, hd95):
             key = _key(name)
@@ -102,8 +102,12 @@ def _key(name: str) -> str:
     return name.lower().replace(" ", "_").replace("/", "_")
 
 
-def _per_class(values: torch.Tensor) -> list[float]:
-    return [float(v) for v in torch.as_tensor(values).reshape(-1)]
+def _per_class(batches: list[torch.Tensor]) -> list[float]:
+    """Mean over the items of ``(B, C)`` batches, per class, ignoring NaN (a class absent from an item)."""
+    values = torch.cat([b.float().cpu() for b in batches]) if batches else torch.zeros((0, 0))
+    finite = torch.isfinite(values)
+    means = torch.where(finite, values, 0.0).sum(0) / finite.sum(0).clamp_min(1)
+    return [float(m) if n else float("nan") for m, n in zip(means, finite.sum(0))]
 
 
 def _middle_slices(item: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
