@@ -3,24 +3,20 @@ MLflow run (train.yaml's ResumableCheckpoint, listed by segmentation.yaml)."""
 
 from __future__ import annotations
 
-import json
 import random
 
 import numpy as np
 import pytest
 import torch
-from bundle_helpers import REPO, bundle_configs, run_bundle
 from ignite.engine import Events
 from test_drd import FEATURES, _ToyStageTeacher
-from test_resume import _epoch, _kill_after_epoch, _last_per_step, _run_metrics
+from test_resume import _epoch
 
-from rd_components.data import build_segmentation_dataset
 from rd_components.engines import DRDTrainer
 from rd_components.handlers import (
     DistillationSchedule,
     ResumableCheckpoint,
     read_resume_checkpoint,
-    resumed_run_name,
 )
 from rd_components.losses import DRDLoss
 from rd_components.networks import DeepReprogrammer, SegmentationStudent
@@ -91,46 +87,4 @@ def test_segmentation_config_resumes_what_it_trains():
     assert "resumed_run_name" in config["run_name"]  # the base's: a resumed run continues its MLflow run
 
 
-def _overrides(datalist, out, name):
-    return {"datalist": str(datalist), "output_dir": str(out / "eval"), "ckpt_dir": str(out / "models"), "patch_size": 32,
-            "batch_size": 4, "epochs": EPOCHS, "resume": True, "experiment_name": name, "registered_model_name": name}
-
-
-@pytest.mark.slow
-def test_killed_segmentation_run_resumes_into_same_mlflow_run_with_same_results(tmp_path, monkeypatch):
-    import test_resume
-
-    monkeypatch.setattr(test_resume, "BUNDLE", BUNDLE)  # _kill_after_epoch runs this variant
-    datalist = build_segmentation_dataset(tmp_path / "data", "mni152_tissue", 2, 32, n_train=12, n_val=4)
-    ref_out = tmp_path / "uninterrupted"
-    run_bundle("training", bundle_configs(BUNDLE, "train.yaml"), REPO, **_overrides(datalist, ref_out, "ref"))
-
-    out = tmp_path / "resumed"
-    checkpoint = out / "models" / "resume.pt"
-    killed_at = _kill_after_epoch(_overrides(datalist, out, "res"), checkpoint, epoch=1)
-    assert 1 <= killed_at < EPOCHS
-    state = read_resume_checkpoint(checkpoint)
-    assert not state["resume"]["completed"] and not (out / "models" / "model_info.json").exists()
-    client, runs = _run_metrics(out, "res")
-    assert len(runs) == 1 and runs[0].info.status == "RUNNING"
-    run_id = runs[0].info.run_id
-
-    result = run_bundle("training", bundle_configs(BUNDLE, "train.yaml"), REPO, **_overrides(datalist, out, "res"))
-    assert f"after epoch {killed_at} of {EPOCHS}" in result.stdout + result.stderr
-
-    client, runs = _run_metrics(out, "res")
-    assert len(runs) == 1 and runs[0].info.run_id == run_id and runs[0].info.status == "FINISHED"
-    ref_client, (ref_run,) = _run_metrics(ref_out, "ref")
-    for key in (*TERMS, "val_mean_dice"):
-        resumed = _last_per_step(client, run_id, key)
-        reference = _last_per_step(ref_client, ref_run.info.run_id, key)
-        assert sorted(resumed) == list(range(1, EPOCHS + 1)), key
-        for step in reference:
-            assert abs(resumed[step] - reference[step]) <= 1e-6, (key, step, resumed[step], reference[step])
-    ref_weights = torch.load(ref_out / "models" / "model.pt", weights_only=True)
-    weights = torch.load(out / "models" / "model.pt", weights_only=True)
-    for name, tensor in ref_weights.items():
-        torch.testing.assert_close(weights[name], tensor, rtol=0, atol=1e-6)
-    assert json.loads((out / "models" / "model_info.json").read_text())["task_kind"] == "segmentation"
-    assert read_resume_checkpoint(checkpoint)["resume"]["completed"]
-    assert resumed_run_name(checkpoint, True) is None
+# The killed-and-resumed bundle run (a real SIGKILL) is tests/test_segmentation_user_journey.py, on a user's MSD folder.
