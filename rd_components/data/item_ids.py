@@ -13,32 +13,56 @@ from pathlib import Path
 
 from ..errors import DataConfigError
 
-__all__ = ["stable_id", "content_digest", "with_digest"]
+__all__ = ["stable_id", "content_digest", "file_digest", "with_digest"]
 
 #: the content digest that ends every id (see :func:`stable_id`)
 _DIGEST_SUFFIX = re.compile(r"@[0-9a-f]{16}$")
 
 
-def _digest_path(path: Path) -> str:
+#: file digests of this process, by (path, size, mtime, ctime, inode): each file is read once per run
+_FILE_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
+
+
+def _one_file_digest(path: str) -> str:
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    digest = _FILE_DIGESTS.get(key)
+    if digest is None:
+        with open(path, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        _FILE_DIGESTS[key] = digest
+    return digest
+
+
+def file_digest(path: str | os.PathLike) -> str | None:
+    """SHA-256 of a file's bytes, or of a folder's files (a DICOM series: relative names and contents,
+    sorted); ``None`` when ``path`` is neither (an in-memory image's placeholder name).
+
+    Memoised per process by each file's path, size, modification and change times and inode, so a
+    file is read once per run unless it changes. The one content digest of the project: item ids
+    and the teacher feature cache's keys both end in it.
+    """
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        return _one_file_digest(path)
+    if not os.path.isdir(path):
+        return None
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = sorted(os.path.join(top, name) for top, _, names in os.walk(path) for name in names)
     for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else "").encode())
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
+        digest.update(f"{os.path.relpath(file, path)}\x00{_one_file_digest(file)}\x00".encode())
+    return digest.hexdigest()
 
 
-def content_digest(path: Path, digests: dict[str, str] | None) -> str:
-    """16 hex digits of the SHA-256 of ``path``'s content (a folder: its files' relative names and
-    bytes), computed once per path in ``digests`` (the frames of one multi-frame file share it)."""
-    if digests is None:
-        return _digest_path(path)
+def content_digest(path: Path, digests: dict[str, str] | None = None) -> str:
+    """16 hex digits of :func:`file_digest` (the id suffix), kept in ``digests`` when given."""
     key = str(path)
-    if key not in digests:
-        digests[key] = _digest_path(path)
-    return digests[key]
+    if digests is not None and key in digests:
+        return digests[key]
+    value = (file_digest(path) or "")[:16]
+    if digests is not None:
+        digests[key] = value
+    return value
 
 
 def stable_id(image: str | os.PathLike, root: str | os.PathLike | None = None, frame: int | None = None,

@@ -6,7 +6,6 @@ lives with the teacher and its cache, below the engines, so that the probe needs
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from typing import Any
@@ -14,50 +13,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.item_ids import file_digest
 from .feature_cache import TeacherFeatureCache
 
-__all__ = ["TeacherFeatureSource", "content_digest"]
+__all__ = ["TeacherFeatureSource"]
 
 logger = logging.getLogger(__name__)
-#: file digests of this process, by (path, size, mtime, ctime, inode): each file is read once per run
-_FILE_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
-
-
-def _file_digest(path: str) -> str:
-    st = os.stat(path)
-    key = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-    digest = _FILE_DIGESTS.get(key)
-    if digest is None:
-        with open(path, "rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
-        _FILE_DIGESTS[key] = digest
-    return digest
-
-
-def content_digest(path: str | os.PathLike) -> str | None:
-    """sha256 of a file's bytes, or of a folder's files (a DICOM series: relative names and contents, sorted).
-
-    Memoised per process by each file's path, size, modification and change times and inode,
-    so a file is read once per run unless it changes. ``None`` when ``path`` is neither a file
-    nor a folder (an in-memory image's placeholder name).
-    """
-    path = os.fspath(path)
-    if os.path.isfile(path):
-        return _file_digest(path)
-    if not os.path.isdir(path):
-        return None
-    digest = hashlib.sha256()
-    files = sorted(os.path.join(top, name) for top, _, names in os.walk(path) for name in names)
-    for file in files:
-        digest.update(f"{os.path.relpath(file, path)}\x00{_file_digest(file)}\x00".encode())
-    return digest.hexdigest()
 
 
 class TeacherFeatureSource(nn.Module):
     """Frozen teacher plus an optional :class:`~rd_components.foundation.TeacherFeatureCache`.
 
     With a cache, each batch needs the sample ids (``id_key``; when the batch carries the image's
-    source file as MONAI metadata, its name and a digest of its content (:func:`content_digest`)
+    source file as MONAI metadata, its name and a digest of its content (:func:`rd_components.data.item_ids.file_digest`)
     join the key, so a file rebuilt or replaced under the same name and id is a cache miss, never
     a stale hit) and, when the teacher's input is
     randomly augmented, the view index (``view_key``) written by
@@ -126,7 +94,7 @@ class TeacherFeatureSource(nn.Module):
         if isinstance(files, (list, tuple)) and len(files) == len(ids):
             # the source file and its content join the id in the key: ids repeated across splits or
             # datalists never collide, and new pixels under an old name and id are a miss
-            ids = [f"{i}\x00{f}\x00{content_digest(f) if isinstance(f, (str, os.PathLike)) else ''}"
+            ids = [f"{i}\x00{f}\x00{file_digest(f) if isinstance(f, (str, os.PathLike)) else ''}"
                    for i, f in zip(ids, files)]
         views = batchdata.get(self.view_key)
         views = [0] * len(ids) if views is None else [int(v) for v in torch.as_tensor(views).reshape(-1)]
