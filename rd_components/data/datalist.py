@@ -212,15 +212,27 @@ def read_datalist_info(path: str | os.PathLike) -> dict[str, Any]:
         DataConfigError: the file is missing, not JSON or not a JSON object (one line naming it).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataConfigError(f"Datalist {path} not found.")
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DataConfigError(f"Datalist {path} is not valid JSON: {error}") from None
-    if not isinstance(info, dict):
-        raise DataConfigError(f"Datalist {path} must be a JSON object with 'training', 'labels'..., got a {type(info).__name__}")
+    info = read_json_object(path, "Datalist", "with 'training', 'labels'...")
     return {"source": str(path), **{k: v for k, v in info.items() if k not in ("training", "validation", "test", "unlabeled")}}
+
+
+def read_json_object(path: str | os.PathLike, what: str = "", expected: str = "") -> dict:
+    """The JSON object in ``path`` (a datalist, an MSD ``dataset.json``).
+
+    Raises:
+        DataConfigError: one line naming ``path`` when it is missing, not JSON, or not an object.
+    """
+    path = Path(path)
+    name = f"{what} {path}" if what else str(path)
+    if not path.is_file():
+        raise DataConfigError(f"{name} not found.")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataConfigError(f"{name} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise DataConfigError(f"{name} must be a JSON object{' ' + expected if expected else ''}, got a {type(data).__name__}")
+    return data
 
 
 def mapping_names(mapping: Any, where: str | os.PathLike) -> list[str]:

@@ -20,7 +20,6 @@ Images are NIfTI files or DICOM series folders; label maps are NIfTI (any reader
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataConfigError
-from .datalist import mapping_names
+from .datalist import mapping_names, read_json_object
 from .inference import find_inputs
 from .user_forms import detect_form, read_form
 
@@ -84,15 +83,7 @@ def _visible(folder: Path) -> list[Path]:
 
 def _read_dataset_json(folder: Path) -> dict:
     path = folder / "dataset.json"
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DataConfigError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise DataConfigError(f"{path} must be a JSON object with 'labels'")
-    return data
+    return read_json_object(path, expected="with 'labels'") if path.is_file() else {}
 
 
 def _image_for(images: dict[str, Path], case: str, where: Path) -> Path | None:

@@ -19,12 +19,12 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import DataConfigError
+from .datalist import read_json_object
 from .inference import find_inputs
 
 __all__ = ["detect_form", "read_form"]
@@ -65,11 +65,8 @@ def detect_form(path: str | os.PathLike) -> tuple[str, Path] | None:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DataConfigError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("training"), list) or not data["training"]:
+    data = read_json_object(path)
+    if not isinstance(data.get("training"), list) or not data["training"]:
         raise DataConfigError(f"{path}: a datalist needs a non-empty 'training' list of {{'image', 'label'}} items")
     return data
 
