@@ -51,7 +51,7 @@ def loggable_path(path: str | os.PathLike | None, roots: Sequence[str | os.PathL
     if "://" in text:
         return mask_credentials(text)
     if not os.path.isabs(os.path.expanduser(text)):
-        return text
+        return Path(os.path.normpath(text)).as_posix()  # the user chose it; ./models/x and models/x alike
     absolute = Path(os.path.abspath(os.path.expanduser(text)))
     if isinstance(roots, (str, os.PathLike)):
         roots = [roots]
