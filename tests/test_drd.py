@@ -305,15 +305,21 @@ def test_dicom_seg_frames_follow_each_source_image_geometry(tmp_path):
 
 
 @pytest.mark.parametrize("method,hybrid", [("drd", True), ("kd", True), ("cka", False), ("student", False),
-                                           ("drd_hybrid_every_3", True), ("drd_every_3", True)])
+                                           ("drd_hybrid_every_3", True), ("drd_every_3", True), ("mean_teacher", True),
+                                           (None, True)])
 def test_segmentation_overlays_ask_for_the_hybrid_pass_only_when_a_term_reads_it(method, hybrid):
-    """The bundle decodes the hybrid stages only for hybrid / KD terms; CKA-only uses the parameter-free resizer."""
+    """The bundle decodes the hybrid stages only for hybrid / KD terms; CKA-only uses the parameter-free resizer.
+    The bundle's default (no overlay) is drd_every_3: every teacher term on one step in three."""
     from bundle_helpers import parse_bundle
 
-    parser = parse_bundle("rd_segmentation_2d", "train.yaml", f"methods/segmentation/{method}.yaml")
+    overlays = [f"methods/segmentation/{method}.yaml"] if method else []
+    parser = parse_bundle("rd_segmentation_2d", "train.yaml", *overlays)
+    method = method or parser.get_parsed_content("method")
+    assert method == parser.get_parsed_content("method")
     assert parser.get_parsed_content("train#trainer#hybrid_pass") is hybrid
-    assert parser.get_parsed_content("train#trainer#hybrid_interval") == (3 if "every_3" in method else 1)
-    assert parser.get_parsed_content("train#trainer#cka_interval") == (3 if method == "drd_every_3" else 1)
+    if method != "student":  # no teacher term: the intervals schedule nothing
+        assert parser.get_parsed_content("train#trainer#hybrid_interval") == (3 if "every_3" in method else 1)
+        assert parser.get_parsed_content("train#trainer#cka_interval") == (3 if method == "drd_every_3" else 1)
     if method == "cka":
         assert parser.get("reprogrammer_def")["_target_"].endswith("StageResizer")
 

@@ -21,7 +21,9 @@ class DRDBranches(nn.Module):
     Args:
         student: :class:`SegmentationStudent`.
         reprogrammer: :class:`DeepReprogrammer` mapping the teacher's stages onto the student's
-            ``distilled_stages``; ``None`` trains the student alone.
+            ``distilled_stages``; ``None`` trains the student alone; a head with
+            ``gives_logits`` (:class:`~rd_components.networks.SoftTargets`) takes the teacher's
+            last "stage" as the hybrid logits themselves (the mean-teacher baseline).
         hybrid: decode the projected stages (the hybrid logits). ``False`` skips that pass, for
             losses without hybrid or KD terms (CKA-only, whose
             :class:`~rd_components.networks.StageResizer` keeps the teacher's widths).
@@ -55,7 +57,11 @@ class DRDBranches(nn.Module):
         distilled = list(self.student.distilled_stages)
         out: dict[str, Any] = {"student_logits": self.student.decode(stages),
                                "student_stages": [stages[i] for i in distilled]}
-        if self.reprogrammer is not None and teacher_stages is not None:
+        if getattr(self.reprogrammer, "gives_logits", False) and teacher_stages is not None:
+            # the teacher's one "stage" is already the target logits (the mean teacher's EMA on the
+            # mirrored view, :class:`FlippedViewTeacher`): nothing to project or decode
+            out["teacher_logits"] = self.reprogrammer(teacher_stages[-1])[1]
+        elif self.reprogrammer is not None and teacher_stages is not None:
             projected = self.reprogrammer(teacher_stages, [tuple(stages[i].shape[2:]) for i in distilled])
             if self.hybrid and decode_hybrid:
                 hybrid = list(stages)

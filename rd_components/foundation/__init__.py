@@ -19,7 +19,7 @@ from .feature_cache import TeacherFeatureCache
 from .generic import MonaiTeacher, TorchScriptTeacher, resolve_feature_layer
 from .lazy_teacher import LazyTeacher
 from .i3resnet import I3RESNET_WEIGHTS, I3ResNet152, I3ResNetTeacher, extract_backbone_state_dict, i3resnet_output_size
-from .linear_probe import extract_pooled_features, fit_linear_probe
+from .linear_probe import extract_pooled_features, fit_linear_probe, fit_stage_probe
 from .registry import TEACHER_PREFIXES, create_teacher, list_teachers, native_spacing_args, register_teacher
 from .teacher_features import TeacherFeatureSource
 from .weights import load_checkpoint, sha256_file, state_dict_digest, unwrap_state_dict, verify_sha256
@@ -48,6 +48,7 @@ __all__ = [
     "TeacherFeatureSource",
     "extract_pooled_features",
     "fit_linear_probe",
+    "fit_stage_probe",
     "load_checkpoint",
     "unwrap_state_dict",
     "sha256_file",

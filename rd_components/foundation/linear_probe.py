@@ -1,7 +1,9 @@
 """Fit a linear probe on frozen (cached) teacher features.
 
-A scikit-learn logistic regression on the pooled features of the frozen teacher: the reference
-``linear_probe`` of ``scripts/compare.py`` and the fixed KD targets of ``bundles/rd/configs/methods/kd.yaml``.
+Classification: a scikit-learn logistic regression on the pooled features of the frozen
+teacher, the reference ``linear_probe`` of ``scripts/compare.py`` and the fixed KD targets of
+``bundles/rd/configs/methods/kd.yaml``. Segmentation: a per-voxel linear probe on the teacher's
+stage maps (:func:`fit_stage_probe`), the segmentation bundles' reference row.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import numpy as np
 import torch
 from monai.data import DataLoader, Dataset
 
+from ..networks.stage_probe import StageProbe
 from ..networks.teacher_heads import LinearProbe, _pool
 from .teacher_features import TeacherFeatureSource
 
-__all__ = ["extract_pooled_features", "fit_linear_probe"]
+__all__ = ["extract_pooled_features", "fit_linear_probe", "fit_stage_probe"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,3 +78,62 @@ def fit_linear_probe(teacher: torch.nn.Module, items: Sequence[dict], num_classe
     logger.info("Linear probe fitted on %d x %d teacher features (training accuracy %.3f).", *x.shape, accuracy)
     probe = LinearProbe(torch.from_numpy(mean), torch.from_numpy(std), torch.from_numpy(weight), torch.from_numpy(bias))
     return probe.to(device)
+
+
+def fit_stage_probe(teacher: torch.nn.Module, dataset: Sequence[dict], num_classes: int, spatial_dims: int,
+                    device: str | torch.device = "cpu", steps: int = 300, learning_rate: float = 0.05,
+                    weight_decay: float = 1e-4, batch_size: int = 16) -> StageProbe:
+    """Fit a :class:`StageProbe` on the teacher's stage maps of the labelled items of ``dataset``.
+
+    The probe is trained full-batch (every labelled voxel each step) with Adam on MONAI's Dice +
+    cross-entropy, the students' supervised loss, so that its Dice is comparable with theirs.
+    The stage maps are read once (through the feature cache when ``teacher`` is a
+    :class:`TeacherFeatureSource` with ``stages=True``) and kept at their own resolution.
+
+    Args:
+        teacher: frozen teacher with ``stage_features``, or a :class:`TeacherFeatureSource`.
+        dataset: preprocessed items ``{"image": (C, *spatial), "label": (1, *spatial), "id": ...}``
+            (a MONAI ``Dataset``); items whose label map is hidden (all ``-1``) are left out.
+        num_classes: ``K``, background included.
+        spatial_dims: 2 or 3.
+
+    Returns:
+        the fitted probe on ``device``, frozen.
+    """
+    from monai.losses import DiceCELoss
+
+    source = TeacherFeatureSource.wrap(teacher).to(device)
+    if not source.stages:
+        source = TeacherFeatureSource(source.teacher, source.cache, source.id_key, source.view_key, stages=True)
+    stages: list[list[torch.Tensor]] = []
+    labels: list[torch.Tensor] = []
+    with torch.no_grad():
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            label = torch.as_tensor(batch["label"]).long()
+            keep = (label >= 0).flatten(1).all(dim=1)
+            if not bool(keep.any()):
+                continue
+            maps = source(batch["image"].to(device), batch)
+            stages.append([m[keep.to(m.device)].float() for m in maps])
+            labels.append(label[keep].to(device))
+    if not labels:
+        raise ValueError("fit_stage_probe: no labelled training item.")
+    maps = [torch.cat([b[s] for b in stages]) for s in range(len(stages[0]))]
+    target = torch.cat(labels)
+    probe = StageProbe(spatial_dims, [m.shape[1] for m in maps], num_classes).to(device)
+    dims = [0] + list(range(2, 2 + spatial_dims))
+    for s, m in enumerate(maps):
+        getattr(probe, f"mean_{s}").copy_(m.mean(dim=dims))
+        getattr(probe, f"std_{s}").copy_(m.std(dim=dims).clamp_min(1e-6))
+    loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
+    optimizer = torch.optim.Adam(probe.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    for _ in range(int(steps)):
+        optimizer.zero_grad()
+        loss = loss_function(probe(maps, target.shape[2:]), target)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        accuracy = float((probe(maps, target.shape[2:]).argmax(1, keepdim=True) == target).float().mean())
+    logger.info("Stage probe fitted on %d labelled items (%s; final Dice + CE %.3f, voxel accuracy %.3f).",
+                target.shape[0], ", ".join(str(tuple(m.shape[1:])) for m in maps), float(loss.detach()), accuracy)
+    return probe.requires_grad_(False).eval()

@@ -12,6 +12,7 @@ from .deployable import DeployableStudent
 from .lora import LoRAClassifier, pointwise_layer_names
 from .reprogrammer import Reprogrammer
 from .segmentation import DeepReprogrammer, SegmentationStudent, StageResizer
+from .stage_probe import StageProbe, StageProbeSegmenter
 from .teacher_heads import FlippedViewTeacher, LinearProbe, PooledFeatures, SoftTargets
 from .students import StudentFeatures, TinyCNN, create_student, list_students
 
@@ -19,6 +20,8 @@ __all__ = [
     "DeepReprogrammer",
     "SegmentationStudent",
     "StageResizer",
+    "StageProbe",
+    "StageProbeSegmenter",
     "DeployableStudent",
     "FlippedViewTeacher",
     "SoftTargets",

@@ -69,9 +69,14 @@ class LinearProbe(nn.Module):
 class SoftTargets(nn.Module):
     """Teacher-branch head for a teacher that already gives logits (the mean-teacher baseline).
 
+    ``gives_logits = True`` tells :class:`~rd_components.engines.DRDBranches` that the
+    teacher's output is the target itself (dense logits): nothing to project or decode.
+
     Shapes:
-        ``(B, K)`` logits -> ``(features (B, K), logits (B, K))``, the same tensor twice.
+        ``(B, K[, *spatial])`` logits -> ``(features, logits)``, the same tensor twice.
     """
+
+    gives_logits = True
 
     def forward(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits, logits)``: the KD term reads the second."""
@@ -86,19 +91,33 @@ class FlippedViewTeacher(nn.Module):
     augmented input; with the bundles' flip augmentation the other view is the mirrored image.
 
     Args:
-        model: ``(B, C, *spatial) -> (B, K)`` logits, e.g. ``ignite.handlers.EMAHandler(...).ema_model``.
+        model: ``(B, C, *spatial) -> (B, K)`` logits (``dense``: ``(B, K, *spatial)``), e.g.
+            ``ignite.handlers.EMAHandler(...).ema_model``.
         flip_axes: spatial axes flipped (0: the first spatial axis, left-right in the bundles).
+        dense: the model segments: its output is flipped back, so that each voxel's target is
+            the prediction for that voxel seen mirrored (flip consistency). :meth:`stage_features`
+            then gives that map as the one "stage" a segmentation trainer reads.
 
     Shapes:
-        ``(B, C, *spatial)`` -> ``(B, K)``.
+        ``(B, C, *spatial)`` -> ``(B, K)`` (``dense``: ``(B, K, *spatial)``).
     """
 
-    def __init__(self, model: nn.Module, flip_axes: tuple[int, ...] = (0,)) -> None:
+    def __init__(self, model: nn.Module, flip_axes: tuple[int, ...] = (0,), dense: bool = False) -> None:
         super().__init__()
         self.model = model
         self.flip_axes = tuple(2 + int(a) for a in flip_axes)
+        self.dense = bool(dense)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits of the flipped images ``(B, K)``."""
+        """Logits of the flipped images, ``(B, K)``, or ``(B, K, *spatial)`` flipped back (``dense``)."""
         images = images.as_tensor() if hasattr(images, "as_tensor") else images  # MONAI MetaTensor -> plain
-        return self.model(torch.flip(images, self.flip_axes) if self.flip_axes else images)
+        if not self.flip_axes:
+            return self.model(images)
+        logits = self.model(torch.flip(images, self.flip_axes))
+        return torch.flip(logits, self.flip_axes) if self.dense else logits
+
+    def stage_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """``[(B, K, *spatial)]``: the dense logits, for a source that reads stage maps (``dense`` only)."""
+        if not self.dense:
+            raise ValueError("FlippedViewTeacher: stage_features needs dense=True (a segmentation model)")
+        return [self(images)]

@@ -213,3 +213,17 @@ def load_bundle(args: argparse.Namespace, common: dict[str, Any], method: str, s
     for key, value in {**common, "seed": seed, "label_fraction": fraction, "output_dir": str(args.out / "shared")}.items():
         parser[key] = value
     return parser
+
+
+def probe_run(client: Any, experiment: str, cell: str, params: dict[str, Any], digest: str) -> str:
+    """The probe's MLflow run: the FINISHED one of an earlier start with the same ``digest``
+    (same overrides, same data), else a new one with ``params``, tagged with ``digest``."""
+    import mlflow
+
+    run_id = finished_run(client, experiment, cell, digest)  # a restarted grid reuses the probe's run
+    if run_id is None:
+        experiment_id = client.get_experiment_by_name(experiment)
+        experiment_id = experiment_id.experiment_id if experiment_id else client.create_experiment(experiment)
+        run_id = client.create_run(experiment_id, run_name=cell, tags={DIGEST_TAG: digest}).info.run_id
+        client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()])
+    return run_id

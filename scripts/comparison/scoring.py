@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import PROBE, bundle_kind
-from .cells import DIGEST_TAG, best_metric, expected_digest, finished_run, load_bundle, recorded_digest
+from .cells import best_metric, expected_digest, finished_run, load_bundle, probe_run, recorded_digest
 from .segmentation import score_segmentation_cell
 
 if TYPE_CHECKING:
@@ -166,20 +166,6 @@ def task_name(parser: ConfigParser) -> str:
     return "_".join(str(p) for p in (parser.get_parsed_content("task"), label_set) if p) + f"_{dims}d"
 
 
-def _probe_run(client: Any, experiment: str, cell: str, params: dict[str, Any], digest: str) -> str:
-    """The probe's MLflow run: the FINISHED one of an earlier start with the same ``digest``
-    (same overrides, same data), else a new one with ``params``, tagged with ``digest``."""
-    import mlflow
-
-    run_id = finished_run(client, experiment, cell, digest)  # a restarted grid reuses the probe's run
-    if run_id is None:
-        experiment_id = client.get_experiment_by_name(experiment)
-        experiment_id = experiment_id.experiment_id if experiment_id else client.create_experiment(experiment)
-        run_id = client.create_run(experiment_id, run_name=cell, tags={DIGEST_TAG: digest}).info.run_id
-        client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()])
-    return run_id
-
-
 def score_cell(args: argparse.Namespace, client: Any, experiment: str, common: dict[str, Any], method: str, seed: int,
                fraction: float, cell: str, threads: int | None = None) -> dict[str, Any]:
     """Test metrics of one trained cell (or fit and score the linear probe); one results row.
@@ -199,7 +185,7 @@ def score_cell(args: argparse.Namespace, client: Any, experiment: str, common: d
 
         metrics = linear_probe_cell(parser)
         digest = expected_digest(args, common, (fraction, seed, method), datalist_digest(parser.get_parsed_content("datalist")))
-        run_id = _probe_run(client, experiment, cell, {"method": method, "seed": seed, "label_fraction": fraction}, digest)
+        run_id = probe_run(client, experiment, cell, {"method": method, "seed": seed, "label_fraction": fraction}, digest)
     else:
         ckpt = args.out / "cells" / cell / "models"
         items = test_items(parser, cell_datalist(parser, ckpt))
