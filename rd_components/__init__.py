@@ -3,8 +3,9 @@
 Subpackages: ``networks`` (reprogrammer, shared classifier, students, deployable student),
 ``losses`` (CKA, KD, hint, RD), ``foundation`` (frozen teachers, their feature cache and feature
 source, the teacher linear probe), ``engines`` (RDTrainer and RDEvaluator), ``handlers``
-(checkpoints and resume, reports, export, MLflow registry), ``data`` (embedded real datasets,
-datalists, transform presets), ``errors`` (the user-facing errors; it imports no other module of
+(checkpoints and resume, reports, export, MLflow registry), ``data`` (what every run uses:
+reading, transform presets, datalists, the user's data; ``data.segmentation`` for label maps),
+``embedded`` (the real embedded datasets, built when a run is given no data), ``errors`` (the user-facing errors; it imports no other module of
 the package), ``tracking`` (run names, executed config, MLflow URI checks), ``overrides``
 (command-line values). ``data``, ``foundation``, ``losses`` and ``networks`` never import
 ``engines`` or ``handlers``. Importing the package imports all of them, so bundle
@@ -13,9 +14,9 @@ nothing else: the bundles' ``initialize`` blocks install the one-line error hand
 (:func:`rd_components.errors.install_one_line_errors`).
 """
 
-from . import data, engines, errors, foundation, handlers, losses, networks, overrides, privacy, tracking
+from . import data, embedded, engines, errors, foundation, handlers, losses, networks, overrides, privacy, tracking
 
 __version__ = "0.1.0"
 
 
-__all__ = ["data", "engines", "errors", "foundation", "handlers", "losses", "networks", "overrides", "privacy", "tracking"]
+__all__ = ["data", "embedded", "engines", "errors", "foundation", "handlers", "losses", "networks", "overrides", "privacy", "tracking"]

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=2, help="epochs per cell")
     p.add_argument("--no-ray", action="store_true", help="skip the Ray run even when Ray is installed")
     args = p.parse_args(argv)
-    from rd_components.data import build_dataset
+    from rd_components.embedded import build_dataset
 
     work = Path(tempfile.mkdtemp(prefix="rd_grid_bench_"))
     data = work / "data"

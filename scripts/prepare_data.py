@@ -21,7 +21,7 @@ import time
 
 
 def _parser() -> argparse.ArgumentParser:
-    from rd_components.data import FORMATS, TASKS
+    from rd_components.embedded import FORMATS, TASKS
 
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -70,7 +70,7 @@ def _report(path, seconds: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from rd_components.data import LABEL_SETS, TASKS, build_dataset
+    from rd_components.embedded import LABEL_SETS, TASKS, build_dataset
 
     sizes = {k: v for k, v in (("n_train", args.n_train), ("n_val", args.n_val), ("n_test", args.n_test)) if v}
     if args.all:

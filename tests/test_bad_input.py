@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
-from rd_components.data import build_dataset, classification_transforms, load_datalist, preflight_items
+from rd_components.data import classification_transforms, load_datalist, preflight_items
+from rd_components.embedded import build_dataset
 from rd_components.errors import BadInputError
 from rd_components.losses import cka
 

@@ -12,7 +12,7 @@ import pytest
 from bundle_helpers import bundle_configs, copy_bundle, run_bundle
 from pydicom.data import get_testdata_file
 
-from rd_components.data import build_dataset
+from rd_components.embedded import build_dataset
 
 BUNDLE = "rd_classification_2d"
 

@@ -16,7 +16,7 @@ from bundle_helpers import bundle_configs, run_bundle
 from pydicom.data import get_testdata_file
 from safetensors.torch import load_file
 
-from rd_components.data import build_dataset
+from rd_components.embedded import build_dataset
 
 BUNDLE = "rd_classification_3d"
 CLASSES = ("grey matter", "white matter", "CSF/other")

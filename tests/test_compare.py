@@ -11,7 +11,7 @@ import mlflow
 import pytest
 from bundle_helpers import REPO
 
-from rd_components.data import build_dataset
+from rd_components.embedded import build_dataset
 
 
 @pytest.mark.slow

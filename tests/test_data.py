@@ -16,10 +16,8 @@ import pytest
 import torch
 
 from rd_components.data import (
-    build_dataset,
     class_counts,
     classification_transforms,
-    ensure_dataset,
     has_random_transforms,
     UNLABELED,
     LabeledRatioBatchSampler,
@@ -29,7 +27,9 @@ from rd_components.data import (
     read_datalist,
     subsample_training,
 )
-from rd_components.data.sources import QUANT_LEVELS, mricron_template_dir
+from rd_components.data.writers import QUANT_LEVELS
+from rd_components.embedded import build_dataset, ensure_dataset
+from rd_components.embedded.sources import mricron_template_dir
 from rd_components.errors import BadInputError
 
 TINY = {"n_train": 9, "n_val": 6, "n_test": 6}
@@ -98,7 +98,7 @@ def test_class_balance_and_label_range(mni):
 
 
 def test_labels_follow_tissue_maps(mni):
-    from rd_components.data.sources import load_mni152
+    from rd_components.embedded.sources import load_mni152
 
     vol = load_mni152()
     gm, wm, mask = (vol.label_maps[k] for k in ("gm", "wm", "mask"))
@@ -160,10 +160,10 @@ def test_nifti_pixel_data_deterministic(mni, tmp_path):
 
 
 def test_ensure_dataset_logs_one_line(mni, caplog):
-    with caplog.at_level(logging.INFO, logger="rd_components.data"):
+    with caplog.at_level(logging.INFO, logger="rd_components.embedded"):
         path = ensure_dataset(mni["root"], "mni152_tissue", 2, "nifti", patch_size=16, progress=False, **TINY)
     assert path == mni["paths"][(2, "nifti")]
-    lines = [r.getMessage() for r in caplog.records if r.name.startswith("rd_components.data")]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("rd_components.embedded")]
     assert len(lines) == 1 and "using dataset" in lines[0]
 
 
@@ -285,7 +285,7 @@ def _source_crop(vol: np.ndarray, centre, p: int, dims: int) -> np.ndarray:
 
 @pytest.mark.parametrize("dims", [2, 3])
 def test_dicom_and_nifti_give_same_tensor(mni, dims):
-    from rd_components.data.sources import load_mni152
+    from rd_components.embedded.sources import load_mni152
 
     real = load_mni152().quantised.astype(np.float32) / QUANT_LEVELS
     nif = load_datalist(mni["paths"][(dims, "nifti")], "test")
@@ -359,7 +359,7 @@ def test_missing_mricron_error_is_one_line(tmp_path):
 
 @needs_colin
 def test_colin27_left_right_split(tmp_path):
-    from rd_components.data.sources import aal_lobe_of_code, load_colin27_aal
+    from rd_components.embedded.sources import aal_lobe_of_code, load_colin27_aal
 
     path = build_dataset(tmp_path, "colin27_aal", 2, "nifti", "lobe", patch_size=16, progress=False,
                          n_train=16, n_val=8, n_test=8)

@@ -10,7 +10,7 @@ import mlflow
 import pytest
 from bundle_helpers import bundle_configs
 
-from rd_components.data import build_dataset
+from rd_components.embedded import build_dataset
 
 
 def _torchrun_bundle(tmp_path, bundle: str, experiment: str, key_metric: str, *overrides: str):

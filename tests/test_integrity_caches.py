@@ -20,9 +20,9 @@ from monai.data import DataLoader, Dataset
 from torch import nn
 
 from rd_components.data import segmentation_transforms
-from rd_components.data import segmentation_tasks
-from rd_components.data.segmentation_pipeline import segmentation_items
-from rd_components.data.segmentation_tasks import build_segmentation_dataset
+from rd_components.embedded import segmentation as segmentation_tasks
+from rd_components.data.segmentation.pipeline import segmentation_items
+from rd_components.embedded.segmentation import build_segmentation_dataset
 from rd_components.data.writers import write_nifti
 from rd_components.foundation import TeacherFeatureCache, TeacherFeatureSource
 

@@ -24,7 +24,7 @@ from pydicom.uid import generate_uid
 from torch import nn
 
 from rd_components.data import SafeInferenceDataset, classification_transforms, find_inputs, preflight_items
-from rd_components.data.segmentation_inference import SafeVolumeDataset, segmentation_inference_transforms
+from rd_components.data.segmentation.inference import SafeVolumeDataset, segmentation_inference_transforms
 from rd_components.data.transforms import LoadMedicalImaged
 from rd_components.errors import BadInputError
 

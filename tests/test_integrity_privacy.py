@@ -12,7 +12,7 @@ import pytest
 from bundle_helpers import bundle_configs, run_bundle
 from test_mlflow_server import _no_proxy, mlflow_server  # noqa: F401 (fixtures: a real mlflow server)
 
-from rd_components.data import build_dataset
+from rd_components.embedded import build_dataset
 from rd_components.privacy import loggable_path, mask_credentials, path_digest, redact_paths
 from rd_components.tracking import credentials_to_environment, require_tracking_server
 

@@ -8,7 +8,7 @@ import mlflow
 import torch
 from bundle_helpers import bundle_configs, run_bundle
 
-from rd_components.data import build_dataset
+from rd_components.embedded import build_dataset
 from rd_components.foundation import create_teacher
 from rd_components.handlers import export_torchscript
 from rd_components.networks import LoRAClassifier, pointwise_layer_names

@@ -19,7 +19,7 @@ import pytest
 import torch
 from bundle_helpers import bundle_configs, run_bundle
 
-from rd_components.data import build_dataset
+from rd_components.embedded import build_dataset
 from rd_components.tracking import check_tracking_uri, require_tracking_server
 
 BUNDLE = "rd_classification_2d"

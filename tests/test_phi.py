@@ -22,7 +22,8 @@ from monai.data.image_reader import PydicomReader
 from monai.transforms import LoadImage
 from pydicom.data import get_testdata_file
 
-from rd_components.data import SafeInferenceDataset, build_dataset, classification_transforms, find_inputs
+from rd_components.data import SafeInferenceDataset, classification_transforms, find_inputs
+from rd_components.embedded import build_dataset
 
 BUNDLE = "rd_classification_2d"
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from bundle_helpers import REPO, bundle_command, bundle_configs, bundle_env, run_bundle
 
-from rd_components.data import build_dataset
+from rd_components.embedded import build_dataset
 from rd_components.handlers import read_resume_checkpoint, resumed_run_name
 
 BUNDLE = "rd_classification_2d"

@@ -6,7 +6,7 @@ import mlflow
 import pytest
 from bundle_helpers import bundle_configs, run_bundle
 
-from rd_components.data import build_dataset
+from rd_components.embedded import build_dataset
 
 BUNDLE = "rd_classification_2d"
 

@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from rd_components.data.segmentation_tasks import SEG_CLASS_NAMES, build_segmentation_dataset, segmentation_label_map
-from rd_components.data.sources import load_mni152
+from rd_components.embedded import SEGMENTATION_CLASSES, build_segmentation_dataset, segmentation_label_map
+from rd_components.embedded.sources import load_mni152
 from test_data import needs_colin
 
 
@@ -29,7 +29,7 @@ def _world_box(path):
 def test_hemisphere_split_and_voxel_labels_match_the_source(mni_seg_3d):
     datalist = json.loads(mni_seg_3d.read_text())
     folder = mni_seg_3d.parent
-    assert datalist["labels"] == {str(i): n for i, n in enumerate(SEG_CLASS_NAMES["mni152_tissue"])}
+    assert datalist["labels"] == {str(i): n for i, n in enumerate(SEGMENTATION_CLASSES["mni152_tissue"])}
     assert (len(datalist["training"]), len(datalist["validation"]), len(datalist["test"])) == (12, 4, 1)
     for split, side in (("training", -1), ("validation", -1), ("test", 1)):
         for item in datalist[split]:
@@ -64,7 +64,7 @@ def test_build_is_idempotent_and_checks_arguments(mni_seg_3d, tmp_path):
 
 
 def test_coarsen_averages_intensity_takes_majority_labels_and_centres_the_affine():
-    from rd_components.data.segmentation_tasks import coarsen
+    from rd_components.embedded.segmentation import coarsen
 
     image = np.arange(7 * 6 * 3, dtype=np.uint16).reshape(7, 6, 3)
     labels = np.zeros((7, 6, 3), dtype=np.uint8)
@@ -83,8 +83,8 @@ def test_coarsen_averages_intensity_takes_majority_labels_and_centres_the_affine
 def test_lobe_patches_hold_left_hemisphere_voxels_only_and_every_second_is_mirrored(tmp_path):
     """colin27_aal: 3 mm whole-context cubes cut from the volume with the right hemisphere zeroed;
     a mirrored patch is the left-hemisphere patch flipped and placed at the mirrored world position."""
-    from rd_components.data.segmentation_tasks import CONTEXT_GRID_FACTOR, coarsen
-    from rd_components.data.sources import load_colin27_aal
+    from rd_components.embedded.segmentation import CONTEXT_GRID_FACTOR, coarsen
+    from rd_components.embedded.sources import load_colin27_aal
 
     datalist_path = build_segmentation_dataset(tmp_path, "colin27_aal", 3, patch_size=32, n_train=4, n_val=2)
     datalist, folder = json.loads(datalist_path.read_text()), datalist_path.parent

@@ -21,7 +21,7 @@ from bundle_helpers import bundle_configs, run_bundle
 from monai.transforms import LoadImage
 from test_mlflow_server import _free_port, _no_proxy, _stop, mlflow_server  # noqa: F401 (fixtures: a real mlflow server)
 
-from rd_components.data import build_segmentation_dataset
+from rd_components.embedded import build_segmentation_dataset
 from rd_components.handlers import MLflowRegistryHandler
 from rd_components.networks import SegmentationStudent
 from rd_components.serving import window_starts, windowed_logits

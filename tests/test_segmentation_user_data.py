@@ -205,7 +205,7 @@ def test_unlabeled_dir_adds_hidden_label_patches(tmp_path):
 
 
 def test_no_user_data_builds_the_embedded_task(tmp_path, monkeypatch):
-    import rd_components.data.segmentation_data as module
+    import rd_components.data.segmentation.datalist as module
 
     calls = []
     monkeypatch.setattr(module, "build_segmentation_dataset", lambda *a, **k: calls.append((a, k)) or tmp_path / "x.json")

@@ -1,17 +1,22 @@
-"""Embedded datasets, datalists and DICOM/NIfTI transform presets.
-
-Tasks are cut from real scans and real expert atlases that exist offline (see DATA.md):
-``mni152_tissue`` (nilearn's MNI152 template, pip only) and ``colin27_aal`` (Colin27 + AAL from
-Debian's ``mricron-data``). Each is written as NIfTI or DICOM with a decathlon-style datalist. The user's own data: :mod:`.user_data`
-(classification) and :mod:`.segmentation_data` (image / label-map pairs, cut into patches).
+"""What every run uses: reading DICOM / NIfTI, transform presets, datalists, the user's own data
+and input discovery. Classification lives at this level (:mod:`.user_data`, :mod:`.inference`);
+segmentation in :mod:`.segmentation` (image / label-map pairs, cut into patches). The embedded
+datasets a run falls back on when given no data are built by :mod:`rd_components.embedded`.
 """
 
-from .build import DATA_VERSION, FORMATS, build_dataset, dataset_name, default_data_dir, ensure_dataset
-from .segmentation_inference import SafeVolumeDataset, find_volumes, segmentation_inference_transforms
-from .segmentation_pipeline import LabelMapOrHiddend, segmentation_items, segmentation_transforms, training_voxel_size
-from .segmentation_data import resolve_segmentation_datalist, segmentation_training_items
-from .segmentation_forms import read_segmentation_source
-from .segmentation_tasks import SEG_CLASS_NAMES, SEG_TASKS, build_segmentation_dataset, segmentation_label_map
+from .dataset_folder import default_data_dir
+from .segmentation import (
+    LabelMapOrHiddend,
+    SafeVolumeDataset,
+    find_volumes,
+    read_segmentation_source,
+    resolve_segmentation_datalist,
+    segmentation_inference_transforms,
+    segmentation_items,
+    segmentation_training_items,
+    segmentation_transforms,
+    training_voxel_size,
+)
 from .datalist import (
     UNLABELED,
     class_counts,
@@ -28,7 +33,6 @@ from .datalist import (
 )
 from .mixing import LabeledRatioBatchSampler, labeled_ratio_sampler
 from .inference import SafeInferenceDataset, find_inputs
-from .tasks import LABEL_SETS, TASKS
 from .preflight import preflight_items
 from .transforms import (
     LoadMedicalImaged,
@@ -55,10 +59,6 @@ __all__ = [
     "read_segmentation_source",
     "segmentation_transforms",
     "training_voxel_size",
-    "SEG_CLASS_NAMES",
-    "SEG_TASKS",
-    "build_segmentation_dataset",
-    "segmentation_label_map",
     "UNLABELED",
     "hide_labels",
     "is_labeled",
@@ -72,13 +72,6 @@ __all__ = [
     "preflight_items",
     "SafeInferenceDataset",
     "find_inputs",
-    "DATA_VERSION",
-    "FORMATS",
-    "TASKS",
-    "LABEL_SETS",
-    "build_dataset",
-    "ensure_dataset",
-    "dataset_name",
     "load_datalist",
     "read_datalist",
     "stratified_indices",

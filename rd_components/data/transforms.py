@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import PydicomReader
@@ -19,6 +20,7 @@ __all__ = [
     "augmentation_transforms",
     "classification_transforms",
     "has_random_transforms",
+    "percentile_scale",
     "READERS",
 ]
 
@@ -328,3 +330,11 @@ def has_random_transforms(transform) -> bool:
     if isinstance(transform, Compose):
         return any(has_random_transforms(t) for t in transform.transforms)
     return isinstance(transform, Randomizable)
+
+
+def percentile_scale(volume: np.ndarray, percentile: float = 99.5) -> float:
+    """The intensity a whole volume is divided by: its ``percentile``-th percentile (must be > 0)."""
+    scale = float(np.percentile(np.asarray(volume), percentile))
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"cannot normalise: the {percentile}th percentile of the volume is {scale}")
+    return scale

@@ -21,8 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..embedded.build import ensure_dataset
 from ..errors import DataConfigError
-from .build import ensure_dataset
 from .datalist import UNLABELED, mapping_names
 from .item_ids import content_digest, stable_id, with_digest
 from .sampling import split_rng
@@ -213,7 +213,7 @@ def resolve_datalist(dataset_dir: str | os.PathLike, output_dir: str | os.PathLi
     of class sub-folders. It is normalised (class indices, stable ids, a seeded stratified
     validation/test split when missing) into ``<output_dir>/datalist_<name>.json``. Otherwise
     the embedded task described by ``build_kwargs`` is built under ``dataset_dir`` if missing
-    (:func:`rd_components.data.ensure_dataset`).
+    (:func:`rd_components.embedded.ensure_dataset`).
 
     Raises:
         DataConfigError: one line naming the cause and the file or key.

@@ -1,7 +1,7 @@
 """Write patches as NIfTI (``.nii.gz``) or DICOM (MR Image Storage) with correct geometry.
 
 Patches arrive as quantised uint16 arrays on an axis-aligned RAS voxel grid (see
-:mod:`rd_components.data.sources`): real value = stored * ``RESCALE_SLOPE``.
+:mod:`rd_components.embedded.sources`): real value = stored * ``RESCALE_SLOPE``.
 
 * NIfTI: float32 real values, the patch's own affine, deterministic gzip (mtime 0), so two
   builds give byte-identical files.
@@ -22,9 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .sources import RESCALE_SLOPE
+__all__ = ["QUANT_LEVELS", "RESCALE_SLOPE", "write_nifti", "write_label_nifti", "deterministic_uid", "DicomPatchWriter"]
 
-__all__ = ["write_nifti", "write_label_nifti", "deterministic_uid", "DicomPatchWriter"]
+#: stored integer k stands for the real value k / QUANT_LEVELS; 1/4096 is exact in binary and
+#: in a 14-character DICOM DS string, so DICOM and NIfTI copies agree bit for bit.
+QUANT_LEVELS = 4096
+RESCALE_SLOPE = 1.0 / QUANT_LEVELS
 
 
 def _write_nifti_array(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray) -> None:

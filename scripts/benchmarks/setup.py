@@ -67,8 +67,8 @@ def use_dataset(parser: ConfigParser, data_root: Path, n_train: int | None) -> i
     Returns:
         the number of training items asked for.
     """
-    from rd_components.data import ensure_dataset
-    from rd_components.data.tasks import default_sizes
+    from rd_components.embedded import ensure_dataset
+    from rd_components.embedded.classification import default_sizes
 
     value = parser.get_parsed_content
     task, dims, fmt, label_set = value("task"), value("spatial_dims"), value("data_format"), value("label_set")

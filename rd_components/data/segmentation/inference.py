@@ -13,10 +13,9 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, MapTransform, Orientationd, Spacingd
 from torch.utils.data import Dataset
 
-from ..errors import describe_error
-from .inference import find_inputs
-from .sources import percentile_scale
-from .transforms import LoadMedicalImaged
+from ...errors import describe_error
+from ..inference import find_inputs
+from ..transforms import LoadMedicalImaged, percentile_scale
 
 __all__ = ["find_volumes", "segmentation_inference_transforms", "PercentileScaled", "SafeVolumeDataset"]
 
@@ -33,7 +32,7 @@ def find_volumes(input_dir: str | os.PathLike, exclude: Sequence[str | os.PathLi
 
 class PercentileScaled(MapTransform):
     """Divide each image by its own ``percentile``-th percentile and clip to 0..1, as the embedded
-    training volumes were scaled (:func:`~rd_components.data.sources.normalise_global`).
+    training volumes were scaled (:func:`~rd_components.embedded.sources.normalise_global`).
 
     Not MONAI's ``ScaleIntensityRangePercentiles``, which also maps the minimum to 0: a CT volume
     or a volume with an offset would then be scaled unlike the training data. A volume whose

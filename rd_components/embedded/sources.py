@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.transforms import percentile_scale
+from ..data.writers import QUANT_LEVELS, RESCALE_SLOPE
+
 __all__ = [
-    "QUANT_LEVELS",
-    "RESCALE_SLOPE",
     "SourceVolume",
     "normalise_global",
     "load_mni152",
@@ -34,10 +35,6 @@ __all__ = [
     "LOBE_NAMES",
 ]
 
-#: stored integer k stands for the real value k / QUANT_LEVELS; 1/4096 is exact in binary and
-#: in a 14-character DICOM DS string, so DICOM and NIfTI copies agree bit for bit.
-QUANT_LEVELS = 4096
-RESCALE_SLOPE = 1.0 / QUANT_LEVELS
 
 MRICRON_ENV = "RD_MRICRON_TEMPLATES"
 MRICRON_DEFAULT_DIR = "/usr/share/mricron/templates"
@@ -82,14 +79,6 @@ class SourceVolume:
     source: str = ""
     fingerprint: str = ""
     names: dict[int, tuple[str, int]] = field(default_factory=dict)
-
-
-def percentile_scale(volume: np.ndarray, percentile: float = 99.5) -> float:
-    """The intensity a whole volume is divided by: its ``percentile``-th percentile (must be > 0)."""
-    scale = float(np.percentile(np.asarray(volume), percentile))
-    if not np.isfinite(scale) or scale <= 0:
-        raise ValueError(f"cannot normalise: the {percentile}th percentile of the volume is {scale}")
-    return scale
 
 
 def normalise_global(volume: np.ndarray, percentile: float = 99.5) -> tuple[np.ndarray, dict]:

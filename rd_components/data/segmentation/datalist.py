@@ -1,7 +1,7 @@
 """The datalist a segmentation run trains on: the user's own pairs cut into patches, or the embedded task.
 
 :func:`resolve_segmentation_datalist` reads the user's data at ``--dataset_dir`` (the forms of
-:mod:`.segmentation_forms`: an MSD / nnU-Net folder, a decathlon datalist, a CSV), and only when
+:mod:`.forms`: an MSD / nnU-Net folder, a decathlon datalist, a CSV), and only when
 it holds none builds the embedded task there. The user's folder is never written to: what a run
 trains on is written under ``output_dir``, in the embedded task's own layout, so that the rest
 of the bundle (the teacher feature cache, validation, the saved split, evaluation, inference)
@@ -10,7 +10,7 @@ treats both alike:
 - missing validation / test splits are drawn per image (seeded, :data:`~.user_data.HOLDOUT_FRACTION`
   of the images each), so no image has patches in two splits; the split is recorded in the datalist,
   which training saves beside the model (:class:`~rd_components.data.TrainedSplitSaver`);
-- every pair is checked first (:mod:`.segmentation_checks`); a bad one stops the run with one
+- every pair is checked first (:mod:`.checks`); a bad one stops the run with one
   line per bad pair (or is dropped with ``on_bad_input: skip``);
 - each volume is turned to RAS, resampled to the first training image's voxel size and scaled
   by its own 99.5th percentile, as inference prepares a volume
@@ -37,19 +37,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInputError, DataConfigError
-from .build import DATALIST, build_atomically, default_data_dir
-from .datalist import UNLABELED, read_datalist
-from .inference import find_inputs
-from .item_ids import content_digest, stable_id, with_digest
-from .sampling import PatchExtractor, split_rng
-from .segmentation_checks import checked_pairs, resample_pair
-from .segmentation_forms import SegmentationSource, read_segmentation_source
-from .segmentation_pipeline import segmentation_items, training_voxel_size
-from .segmentation_tasks import TEST_SLICE_STEP, build_segmentation_dataset
-from .sources import RESCALE_SLOPE
-from .user_data import HOLDOUT_FRACTION
-from .writers import write_label_nifti, write_nifti
+from ...errors import BadInputError, DataConfigError
+from ...embedded.segmentation import TEST_SLICE_STEP, build_segmentation_dataset
+from ..dataset_folder import DATALIST, build_atomically, default_data_dir
+from ..datalist import UNLABELED, read_datalist
+from ..inference import find_inputs
+from ..item_ids import content_digest, stable_id, with_digest
+from ..sampling import PatchExtractor, split_rng
+from ..user_data import HOLDOUT_FRACTION
+from ..writers import RESCALE_SLOPE, write_label_nifti, write_nifti
+from .checks import checked_pairs, resample_pair
+from .forms import SegmentationSource, read_segmentation_source
+from .pipeline import segmentation_items, training_voxel_size
 
 __all__ = ["resolve_segmentation_datalist", "segmentation_training_items"]
 
@@ -207,12 +206,12 @@ def resolve_segmentation_datalist(dataset_dir: str | os.PathLike, output_dir: st
                                   on_bad_input: str = "error") -> str:
     """The datalist a segmentation run trains on.
 
-    ``dataset_dir`` holding the user's data (:func:`~.segmentation_forms.read_segmentation_source`):
+    ``dataset_dir`` holding the user's data (:func:`~.forms.read_segmentation_source`):
     the pairs are checked and cut into ``n_train`` training patches of ``patch_size`` (and a
     quarter as many validation patches), written with their ``datalist.json`` to
     ``<output_dir>/<data name>_seg_<2d|3d>/`` (nothing is written into ``dataset_dir``);
     otherwise the embedded ``task`` is built under ``dataset_dir``
-    (:func:`~rd_components.data.build_segmentation_dataset`).
+    (:func:`~rd_components.embedded.build_segmentation_dataset`).
 
     Raises:
         DataConfigError: the data cannot be read (one line naming the file or key).

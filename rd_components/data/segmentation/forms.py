@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataConfigError
-from .datalist import mapping_names, read_json_object
-from .inference import find_inputs
-from .user_forms import detect_form, read_form
+from ...errors import DataConfigError
+from ..datalist import mapping_names, read_json_object
+from ..inference import find_inputs
+from ..user_forms import detect_form, read_form
 
 __all__ = ["SegmentationSource", "read_segmentation_source", "segmentation_label_names"]
 

@@ -26,7 +26,7 @@ training patches but overlap them (a 96 mm cube does not fit in an axial slab of
 brain); they only select the checkpoint.
 
 Builds are deterministic (seeded), idempotent (a manifest of the parameters) and atomic (as the
-classification datasets, :func:`~rd_components.data.build.build_atomically`): the folder
+classification datasets, :func:`~rd_components.data.dataset_folder.build_atomically`): the folder
 ``<task>_seg_<2d|3d>_nifti`` holds ``train/``, ``val/``, ``test/`` NIfTI pairs (image float32
 in 0..1 with the patch's own affine, label uint8) and a decathlon-style ``datalist.json``.
 """
@@ -39,18 +39,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .build import DATALIST, build_atomically, is_current
-from .sampling import slab_ranges, split_rng
-from .sources import LOBE_NAMES, SourceVolume, aal_lobe_of_code, load_colin27_aal, load_mni152, source_fingerprint
-from .writers import write_label_nifti, write_nifti
+from ..data.dataset_folder import DATALIST, build_atomically, is_current
+from ..data.sampling import slab_ranges, split_rng
+from ..data.writers import write_label_nifti, write_nifti
+from .sources import SourceVolume, aal_lobe_of_code, load_colin27_aal, load_mni152, source_fingerprint
+from .tasks import SEGMENTATION_CLASSES, TASKS
 
-__all__ = ["SEG_TASKS", "SEG_CLASS_NAMES", "segmentation_label_map", "build_segmentation_dataset"]
+__all__ = ["segmentation_label_map", "build_segmentation_dataset"]
 
-SEG_TASKS = ("mni152_tissue", "colin27_aal")
-SEG_CLASS_NAMES: dict[str, tuple[str, ...]] = {
-    "mni152_tissue": ("background", "grey matter", "white matter", "CSF"),
-    "colin27_aal": ("background", *LOBE_NAMES),
-}
 # 2: label maps carry mm units like the images; 3: built atomically (an earlier build killed halfway may hold a mix)
 SEG_DATA_VERSION = "3"
 MIDLINE_MARGIN_MM = 1.0
@@ -73,7 +69,7 @@ def segmentation_label_map(task: str, source: SourceVolume) -> np.ndarray:
             if number < lut.size:
                 lut[number] = aal_lobe_of_code(code) + 1
         return lut[np.clip(aal, 0, None)]
-    raise ValueError(f"unknown segmentation task {task!r}; known: {', '.join(SEG_TASKS)}")
+    raise ValueError(f"unknown segmentation task {task!r}; known: {', '.join(TASKS)}")
 
 
 def _load(task: str, template_dir: str | os.PathLike | None) -> SourceVolume:
@@ -234,8 +230,8 @@ def build_segmentation_dataset(
         seed: patch sampling seed.
         template_dir: Colin27 / AAL templates folder (see ``mricron_template_dir``).
     """
-    if task not in SEG_TASKS:
-        raise ValueError(f"unknown segmentation task {task!r}; known: {', '.join(SEG_TASKS)}")
+    if task not in TASKS:
+        raise ValueError(f"unknown segmentation task {task!r}; known: {', '.join(TASKS)}")
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
     defaults = _DEFAULTS[spatial_dims]
@@ -292,7 +288,7 @@ def _write(folder: Path, name: str, params: dict, template_dir: str | os.PathLik
         items["test"].append({"image": f"{stem}_image.nii.gz", "label": f"{stem}_label.nii.gz", "id": f"test_{i:05d}"})
     datalist = {
         "name": name, "task": task, "spatial_dims": spatial_dims, "patch_size": [patch] * spatial_dims,
-        "labels": {str(i): n for i, n in enumerate(SEG_CLASS_NAMES[task])},
+        "labels": {str(i): n for i, n in enumerate(SEGMENTATION_CLASSES[task])},
         "split": ("train/val: left hemisphere, whole-context patches, every second one mirrored; test: right hemisphere"
                   if factor else "train/val: left hemisphere (val: a mid-brain axial slab); test: right hemisphere"),
         "source": source.source, **items,

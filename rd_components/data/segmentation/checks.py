@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from monai.transforms import EnsureChannelFirstd, LoadImaged, Orientationd, Spacingd
 
-from ..errors import BadInputError, NoImageError, describe_error
-from .segmentation_inference import PercentileScaled
-from .transforms import LoadMedicalImaged
+from ...errors import BadInputError, NoImageError, describe_error
+from .inference import PercentileScaled
+from ..transforms import LoadMedicalImaged
 
 __all__ = ["load_volume_pair", "check_pair", "resample_pair", "checked_pairs", "pair_name", "AFFINE_TOLERANCE_MM"]
 

@@ -1,9 +1,9 @@
-"""Build the embedded datasets: patch files (NIfTI or DICOM) plus a decathlon-style datalist.
+"""Build the embedded classification datasets: patch files (NIfTI or DICOM) plus a decathlon-style
+datalist, through :func:`rd_components.data.dataset_folder.build_atomically`.
 
 Builds are deterministic (seeded; byte-identical files), idempotent (a manifest of the build
 parameters and the source fingerprint; a matching manifest means nothing is rewritten) and
-atomic (written to a hidden temporary folder, then renamed; a lock file serialises concurrent
-builders such as the ranks of a ``torchrun`` job).
+atomic (written to a hidden temporary folder, then renamed, under a lock).
 """
 
 from __future__ import annotations
@@ -11,43 +11,24 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
-import uuid
-from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
-from .sampling import SPLITS, PatchExtractor
+from ..data.dataset_folder import DATALIST, build_atomically, is_current
+from ..data.sampling import SPLITS, PatchExtractor
+from ..data.writers import DicomPatchWriter, write_nifti
+from .classification import default_patch_size, default_sizes, plan_task, sampling_constants
 from .sources import source_fingerprint
-from .tasks import default_patch_size, default_sizes, plan_task, resolve_label_set, sampling_constants
-from .writers import DicomPatchWriter, write_nifti
+from .tasks import FORMATS, resolve_label_set
 
-__all__ = ["DATA_VERSION", "FORMATS", "dataset_name", "build_dataset", "ensure_dataset", "build_atomically",
-           "is_current", "default_data_dir"]
+__all__ = ["DATA_VERSION", "dataset_name", "build_dataset", "ensure_dataset"]
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 #: bump when the content written for the same parameters changes
 DATA_VERSION = "2"
-FORMATS = ("nifti", "dicom")
-MANIFEST = "manifest.json"
-DATALIST = "datalist.json"
 _SPLIT_DIRS = {"training": "train", "validation": "val", "test": "test"}
 _SIZE_KEYS = ("n_train", "n_val", "n_test")
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def default_data_dir() -> str:
-    """Where the embedded datasets are built: ``$RD_DATA_DIR``; in a source checkout
-    ``<repository>/data``; for an installed package ``~/.cache/rd_components/data``."""
-    if "RD_DATA_DIR" in os.environ:
-        return os.environ["RD_DATA_DIR"]
-    if (_REPO_ROOT / "bundles").is_dir() and (_REPO_ROOT / "rd_components").is_dir():
-        return str(_REPO_ROOT / "data")
-    return str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rd_components" / "data")
 
 
 def dataset_name(task: str, spatial_dims: int, fmt: str, label_set: str | None = None) -> str:
@@ -82,34 +63,6 @@ def _params(task, spatial_dims, fmt, label_set, patch_size, seed, sizes, templat
         "sampling": sampling_constants(task),
         "source": source_fingerprint(task, template_dir),
     }
-
-
-def is_current(folder: Path, params: dict) -> bool:
-    """True when ``folder`` holds a complete build with exactly these parameters (every listed file present)."""
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        datalist = json.loads((folder / DATALIST).read_text())
-    except (OSError, ValueError):
-        return False
-    if manifest != params:
-        return False
-    return all((folder / item[key]).exists() for split in SPLITS for item in datalist.get(split, [])
-               for key in ("image", "label") if isinstance(item.get(key), str))
-
-
-@contextmanager
-def _lock(path: Path):
-    try:
-        import fcntl
-    except ImportError:  # no advisory locks (Windows): concurrent builders fall back on the atomic rename
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write(folder: Path, name: str, params: dict, template_dir, progress: bool) -> dict[str, dict[int, int]]:
@@ -173,42 +126,6 @@ def _write(folder: Path, name: str, params: dict, template_dir, progress: bool) 
                      "numTest": len(datalist["test"])})
     (folder / DATALIST).write_text(json.dumps(datalist, indent=1) + "\n")
     return counts
-
-
-def build_atomically(root: Path, name: str, params: dict, write: Callable[[Path], T], force: bool = False) -> T | None:
-    """Build ``root/name`` with ``write(folder)`` unless a build with exactly ``params`` is there.
-
-    ``write`` fills a hidden temporary folder (files and ``datalist.json``); the manifest of
-    ``params`` is written last, then the folder replaces ``root/name`` by a rename. A lock file
-    serialises concurrent builders (the ranks of a ``torchrun`` job), so a build killed halfway
-    leaves the previous complete build (or nothing) in place, never a mix of two builds.
-
-    Returns:
-        what ``write`` returned, or ``None`` when a current build was already there.
-
-    Raises:
-        FileExistsError: ``root/name`` holds files but no manifest (not built here).
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / name
-    with _lock(root / f".{name}.lock"):
-        if not force and is_current(final, params):
-            return None
-        if final.exists() and not (final / MANIFEST).exists() and any(final.iterdir()):
-            raise FileExistsError(f"{final} exists but was not built by rd_components.data; move it away first")
-        tmp = root / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            result = write(tmp)
-            (tmp / MANIFEST).write_text(json.dumps(params, indent=1) + "\n")  # last: marks the build complete
-            if final.exists():
-                old = root / f".{name}.old-{uuid.uuid4().hex[:8]}"
-                final.rename(old)
-                shutil.rmtree(old)
-            tmp.rename(final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-    return result
 
 
 def build_dataset(root: str | os.PathLike, task: str = "mni152_tissue", spatial_dims: int = 2, fmt: str = "nifti",

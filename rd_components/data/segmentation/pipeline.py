@@ -11,8 +11,8 @@ import torch
 from monai.data import load_decathlon_datalist
 from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImage, LoadImaged, MapTransform
 
-from .datalist import UNLABELED
-from .sampling import split_rng
+from ..datalist import UNLABELED
+from ..sampling import split_rng
 
 __all__ = ["segmentation_items", "LabelMapOrHiddend", "segmentation_transforms", "training_voxel_size"]
 

@@ -1,4 +1,5 @@
-"""The embedded classification tasks: which centres, which labels, which split.
+"""The embedded classification tasks planned: which centres, which labels, which split (the task
+table is :mod:`.tasks`).
 
 ``mni152_tissue`` (pip only, the default of both bundles)
     Patches of the real MNI152 T1 labeled by the tissue at their centre voxel: 0 grey matter,
@@ -26,23 +27,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .sampling import SPLITS, PatchSample, in_ranges, per_class_counts, sample_balanced, slab_ranges
+from ..data.sampling import SPLITS, PatchSample, in_ranges, per_class_counts, sample_balanced, slab_ranges
 from .sources import LOBE_NAMES, SourceVolume, aal_lobe_of_code, load_colin27_aal, load_mni152
 
 __all__ = [
-    "TASKS",
-    "LABEL_SETS",
     "TaskPlan",
     "default_patch_size",
     "default_sizes",
-    "resolve_label_set",
     "sampling_constants",
     "tissue_labels",
     "plan_task",
 ]
 
-TASKS = ("mni152_tissue", "colin27_aal")
-LABEL_SETS: dict[str, tuple[str | None, ...]] = {"mni152_tissue": (None,), "colin27_aal": ("lobe", "region")}
 
 TISSUE_NAMES = ("grey matter", "white matter", "CSF/other")
 MIN_CLASS_PROB = 0.5
@@ -79,17 +75,6 @@ class TaskPlan:
     samples: dict[str, list[PatchSample]]
     description: str
     split_info: dict = field(default_factory=dict)
-
-
-def resolve_label_set(task: str, label_set: str | None) -> str | None:
-    """Validate ``label_set`` for ``task`` (``colin27_aal`` defaults to ``"lobe"``)."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    if task == "colin27_aal" and label_set is None:
-        return "lobe"
-    if label_set not in LABEL_SETS[task]:
-        raise ValueError(f"task {task!r} takes label_set in {LABEL_SETS[task]}, got {label_set!r}")
-    return label_set
 
 
 def default_patch_size(task: str, spatial_dims: int) -> int:
