@@ -28,7 +28,9 @@ For the DRD segmentation bundles (``--bundle seg2d|seg3d|seg``, ``scripts/benchm
 
   drd_cache_ratio  DRD epoch with a warm stage-feature cache / the same BasicUNet trained alone
                    (segmentation/student.yaml), at ``--label_fraction`` labels; and one DRD step
-                   with the hybrid pass split by label (the trainer's) against a full one.
+                   with the hybrid pass split by label (the trainer's) against a full one;
+  default_cache_ratio  the same for the method a plain run trains (drd_every_3: every teacher term
+                   on one step in three).
 
 Writes ``<out>/benchmark_<2d|3d|seg2d|seg3d>.json``, regenerates ``<out>/benchmark.md`` from every
 ``benchmark_*.json`` there, and with ``--profile`` ``<out>/profile_<2d|3d>.txt``. The

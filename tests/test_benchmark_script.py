@@ -48,11 +48,15 @@ def test_segmentation_benchmark_times_the_bundle_drd_and_student(tmp_path):
     report = json.loads((tmp_path / "out" / "benchmark_seg2d.json").read_text())
     assert report["kind"] == "segmentation" and report["drd_cache_ratio"] > 0
     assert report["drd_hybrid_every_3_cache_ratio"] > 0 and report["drd_every_3_cache_ratio"] > 0
+    # the bundle's default method is drd_every_3: its ratio is the one the default-run bar checks
+    assert report["default_method"] == "drd_every_3"
+    assert report["default_cache_ratio"] == report["drd_every_3_cache_ratio"]
     settings = report["settings"]
     assert settings["config"] == "train.yaml + segmentation.yaml" and settings["label_fraction"] == 0.1
     assert settings["n_train"] == 16 and settings["steps_per_epoch"] == 1
     assert report["step_breakdown"]["drd_step_split_ms"] > 0 and report["step_breakdown"]["drd_step_hybrid_full_ms"] > 0
-    assert set(report["bars"]) == {"drd_cache_ratio", "drd_hybrid_every_3_cache_ratio", "drd_every_3_cache_ratio"}
+    assert set(report["bars"]) == {"drd_cache_ratio", "drd_hybrid_every_3_cache_ratio", "drd_every_3_cache_ratio",
+                                   "default_cache_ratio"}
     markdown = (tmp_path / "out" / "benchmark.md").read_text()
     assert "`drd_cache_ratio`" in markdown and "`drd_hybrid_every_3_cache_ratio`" in markdown and "`drd_every_3_cache_ratio`" in markdown
 

@@ -161,6 +161,8 @@ def segmentation_lines(results: dict[str, dict[str, Any]]) -> list[str]:
             lambda r: r["drd_hybrid_every_3_cache_ratio"], "drd_hybrid_every_3_cache_ratio"),
         row("`drd_every_3_cache_ratio` (hybrid pass and CKA on one step in 3)",
             lambda r: r["drd_every_3_cache_ratio"], "drd_every_3_cache_ratio"),
+        row("`default_cache_ratio` (the method a plain run trains)",
+            lambda r: r.get("default_cache_ratio", float("nan")), "default_cache_ratio"),
         row("step time, student alone [ms]", ms("student")),
         row("step time, DRD warm cache [ms]", ms("drd_cached")),
         row("step time, DRD hybrid pass on one step in 3 [ms]", ms("drd_hybrid_every_3")),
