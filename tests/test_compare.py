@@ -158,6 +158,20 @@ def test_merge_segmentation_results_pairs_dice_against_drd(tmp_path):
     assert (out / "results.png").stat().st_size > 0
 
 
+def test_segmentation_rows_pair_against_the_bundle_default_drd_when_it_ran():
+    """The segmentation bundles' default (drd_every_3) is the reference when it ran, DRD every step otherwise."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from comparison.kinds import reference_method
+
+    def row(method):
+        return {"method": method, "mean_dice": 0.5, "accuracy": float("nan")}
+
+    assert reference_method([row("student"), row("drd"), row("drd_every_3")]) == "drd_every_3"
+    assert reference_method([row("student"), row("drd")]) == "drd"
+    assert reference_method([row("student"), row("mean_teacher")]) is None
+    assert reference_method([{"method": "rd", "accuracy": 0.5}, {"method": "student", "accuracy": 0.4}]) == "rd"
+
+
 def test_training_order_starts_one_cache_reader_before_the_teacher_free_cells():
     """With two workers, one cache reader starts first and the teacher-free cells fill the other
     worker while it warms the cache; one worker keeps the grid's order. Read from the overlays."""

@@ -6,7 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .kinds import result_kind
+from .kinds import reference_method, result_kind
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -30,7 +30,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.errorbar(fractions, means, yerr=stds, marker="o", capsize=3, label=method)
     # label fractions span decades (0.01, 0.1, 1.0)
     ax.set(xscale="log", xlabel="fraction of training labels", ylabel=f"test {kind.primary_label} (%)",
-           title=f"{kind.reference.upper()} vs baselines")
+           title=f"{reference_method(rows) or kind.reference} vs baselines")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

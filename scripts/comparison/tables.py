@@ -17,7 +17,7 @@ from typing import Any
 from rd_components.atomic import atomic_write
 
 from . import PROBE
-from .kinds import CLASSIFICATION, SEGMENTATION, result_kind
+from .kinds import CLASSIFICATION, SEGMENTATION, reference_method, result_kind
 from .plots import plot
 
 FLOAT_COLUMNS = ("accuracy", "macro_f1", "auc", "latency_ms", "teacher_accuracy", "teacher_val_accuracy", "mean_dice",
@@ -41,11 +41,11 @@ def interval95(diffs: list[float]) -> float:
 
 
 def paired_differences(rows: list[dict[str, Any]], reference: str | None = None) -> str:
-    """Markdown table: ``reference`` (default: RD, or DRD for segmentation) minus each method, in
+    """Markdown table: ``reference`` (default: :func:`~.kinds.reference_method`, RD or the default DRD) minus each method, in
     points of accuracy (mean Dice), mean and 95 % interval (t) over the seeds that both ran
     (paired by seed and label fraction)."""
     kind = result_kind(rows)
-    reference = reference or kind.reference
+    reference = reference or reference_method(rows) or kind.reference
     fractions = sorted({r["label_fraction"] for r in rows})
     by_cell = {(r["method"], r["seed"], r["label_fraction"]): 100 * r[kind.primary] for r in rows}
     others = [m for m in dict.fromkeys(r["method"] for r in rows) if m != reference]
@@ -101,7 +101,7 @@ def write_outputs(rows: list[dict[str, Any]], out: Path, title: str) -> str:
     """``results.csv``, ``results.md`` (means and, when RD ran, paired differences) and ``results.png``."""
     write_csv(rows, out / "results.csv")
     table = summarise(rows)
-    if any(r["method"] == result_kind(rows).reference for r in rows) and len({r["method"] for r in rows}) > 1:
+    if reference_method(rows) is not None and len({r["method"] for r in rows}) > 1:
         table += "\nPaired by seed:\n\n" + paired_differences(rows)
     atomic_write(out / "results.md", lambda tmp: tmp.write_text(f"{title}\n\n" + table))
     atomic_write(out / "results.png", lambda tmp: plot(rows, tmp))
