@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 from bundle_helpers import parse_bundle
+from ignite.engine import Events
 
 from rd_components.engines import DRDTrainer
 from rd_components.foundation import TeacherFeatureSource, fit_stage_probe
@@ -103,3 +104,32 @@ def test_linear_probe_overlay_builds_the_teacher_and_probe_network():
     network = parser.get_parsed_content("network_def")
     assert isinstance(network, StageProbeSegmenter)
     assert len(network.probe.heads) == len(network.teacher.stage_channels)
+
+
+def test_probe_kd_distils_the_frozen_probe_logits_into_the_student():
+    """probe_kd: a fitted, frozen StageProbe is DRDTrainer's head; its logits of the teacher's stage
+    maps are the per-voxel KD targets on every item, labelled or not."""
+    from rd_components.engines import DRDBranches
+
+    torch.manual_seed(0)
+    images = torch.rand(8, 1, 32, 32)
+    labels = (images > 0.5).long()
+    labels[4:] = -1
+    items = [{"image": images[i], "label": labels[i], "id": str(i)} for i in range(8)]
+    probe = fit_stage_probe(_LabelStages(), items, num_classes=2, spatial_dims=2, steps=100)
+    student = SegmentationStudent(2, 1, 2, features=FEATURES)
+    stages = _LabelStages().stage_features(images[:2])
+    out = DRDBranches(student, probe)(images[:2], stages)
+    torch.testing.assert_close(out["teacher_logits"], probe(stages, (32, 32)))
+    assert "projected_stages" not in out and "graph_anchor" not in out
+
+    loader = [{"image": images[i:i + 4], "label": labels[i:i + 4]} for i in (0, 4)] * 2
+    optimizer = torch.optim.Adam(student.parameters(), lr=0.01)
+    loss = DRDLoss(hybrid_weight=0.0, kd_weight=1.0, cka_weight=0.0)
+    trainer = DRDTrainer("cpu", 3, loader, student, optimizer, loss, reprogrammer=probe, teacher=_LabelStages())
+    kds = []
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: kds.append(e.state.metrics["train_kd"]))
+    before = {k: v.clone() for k, v in probe.state_dict().items()}
+    trainer.run()
+    assert kds[-1] < kds[0], kds  # the student moves towards the probe's targets
+    assert all(torch.equal(before[k], v) for k, v in probe.state_dict().items())  # the probe stays as fitted

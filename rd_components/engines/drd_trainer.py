@@ -22,8 +22,9 @@ class DRDBranches(nn.Module):
         student: :class:`SegmentationStudent`.
         reprogrammer: :class:`DeepReprogrammer` mapping the teacher's stages onto the student's
             ``distilled_stages``; ``None`` trains the student alone; a head with
-            ``gives_logits`` (:class:`~rd_components.networks.SoftTargets`) takes the teacher's
-            last "stage" as the hybrid logits themselves (the mean-teacher baseline).
+            ``gives_logits`` gives the hybrid logits itself, ``head.teacher_logits(teacher_stages,
+            spatial size)`` (:class:`~rd_components.networks.SoftTargets` for the mean teacher,
+            a fitted :class:`~rd_components.networks.StageProbe` for KD from the probed teacher).
         hybrid: decode the projected stages (the hybrid logits). ``False`` skips that pass, for
             losses without hybrid or KD terms (CKA-only, whose
             :class:`~rd_components.networks.StageResizer` keeps the teacher's widths).
@@ -58,9 +59,9 @@ class DRDBranches(nn.Module):
         out: dict[str, Any] = {"student_logits": self.student.decode(stages),
                                "student_stages": [stages[i] for i in distilled]}
         if getattr(self.reprogrammer, "gives_logits", False) and teacher_stages is not None:
-            # the teacher's one "stage" is already the target logits (the mean teacher's EMA on the
-            # mirrored view, :class:`FlippedViewTeacher`): nothing to project or decode
-            out["teacher_logits"] = self.reprogrammer(teacher_stages[-1])[1]
+            # a head that reads the teacher's stages as logits itself (the mean teacher's EMA on the
+            # mirrored view; a linear probe of the stage maps): nothing to project or decode
+            out["teacher_logits"] = self.reprogrammer.teacher_logits(teacher_stages, images.shape[2:])
         elif self.reprogrammer is not None and teacher_stages is not None:
             projected = self.reprogrammer(teacher_stages, [tuple(stages[i].shape[2:]) for i in distilled])
             if self.hybrid and decode_hybrid:

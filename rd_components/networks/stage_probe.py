@@ -33,6 +33,9 @@ class StageProbe(nn.Module):
         logits ``(B, K, *size)``.
     """
 
+    #: read by :class:`~rd_components.engines.DRDBranches`: this head turns stage maps into logits itself
+    gives_logits = True
+
     def __init__(self, spatial_dims: int, stage_channels: Sequence[int], num_classes: int) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -52,6 +55,10 @@ class StageProbe(nn.Module):
         shape = (1, -1) + (1,) * self.spatial_dims
         return [(x.float() - getattr(self, f"mean_{s}").view(shape)) / getattr(self, f"std_{s}").view(shape)
                 for s, x in enumerate(stages)]
+
+    def teacher_logits(self, stages: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
+        """The probe's logits ``(B, K, *size)`` as a segmentation trainer's KD targets (no gradient to a frozen probe)."""
+        return self(stages, size)
 
     def forward(self, stages: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
         mode = "bilinear" if self.spatial_dims == 2 else "trilinear"

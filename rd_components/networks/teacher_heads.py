@@ -70,7 +70,8 @@ class SoftTargets(nn.Module):
     """Teacher-branch head for a teacher that already gives logits (the mean-teacher baseline).
 
     ``gives_logits = True`` tells :class:`~rd_components.engines.DRDBranches` that the
-    teacher's output is the target itself (dense logits): nothing to project or decode.
+    teacher's output is the target itself (dense logits, :meth:`teacher_logits`): nothing to
+    project or decode.
 
     Shapes:
         ``(B, K[, *spatial])`` logits -> ``(features, logits)``, the same tensor twice.
@@ -81,6 +82,10 @@ class SoftTargets(nn.Module):
     def forward(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(logits, logits)``: the KD term reads the second."""
         return logits, logits
+
+    def teacher_logits(self, stages: list[torch.Tensor], size: tuple[int, ...]) -> torch.Tensor:
+        """Dense targets for a segmentation trainer: the teacher's last "stage" ``(B, K, *size)`` as it is."""
+        return stages[-1]
 
 
 class FlippedViewTeacher(nn.Module):
