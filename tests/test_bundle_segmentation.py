@@ -19,7 +19,10 @@ from bundle_helpers import REPO, bundle_configs, copy_bundle, run_bundle
 def test_train_export_and_evaluate(bundle, patch, n_train, tmp_path):
     copy = copy_bundle(tmp_path / bundle)
     common = dict(dataset_dir=str(tmp_path / "data"), patch_size=patch, num_train_patches=n_train, batch_size=4)
-    first = run_bundle("training", bundle_configs(bundle, "train.yaml", bundle=copy), copy, epochs=1, label_fraction=0.5, **common)
+    # every teacher term on every step: one epoch reads (and caches) every cube's stage maps; the
+    # default (drd_every_3) reads them on one step in three, so its first epoch caches only those
+    first = run_bundle("training", bundle_configs(bundle, "train.yaml", bundle=copy), copy, epochs=1, label_fraction=0.5,
+                       hybrid_interval=1, cka_interval=1, **common)
     assert "building teacher" in first.stdout + first.stderr  # cold cache: the teacher is loaded
     models = copy / "models"
     assert (models / "model.pt").is_file() and (models / "model.ts").is_file()  # export checked against eager inside
