@@ -133,3 +133,20 @@ def test_probe_kd_distils_the_frozen_probe_logits_into_the_student():
     trainer.run()
     assert kds[-1] < kds[0], kds  # the student moves towards the probe's targets
     assert all(torch.equal(before[k], v) for k, v in probe.state_dict().items())  # the probe stays as fitted
+
+
+def test_stage_probe_fit_with_a_seed_does_not_depend_on_the_callers_rng():
+    """compare.py refits the reference probe each time it scores the cell: with the cell's seed the fit
+    is the same whatever ran before it in the process."""
+    images = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    items = [{"image": images[i], "label": (images[i] > 0.5).long(), "id": str(i)} for i in range(4)]
+
+    def fit(global_seed: int, seed: int | None) -> dict[str, torch.Tensor]:
+        torch.manual_seed(global_seed)
+        probe = fit_stage_probe(_LabelStages(), items, num_classes=2, spatial_dims=2, steps=5, seed=seed)
+        return probe.state_dict()
+
+    first, second = fit(1, seed=3), fit(2, seed=3)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    unseeded = fit(1, seed=None), fit(2, seed=None)  # the bundle's path: the caller's (seeded) RNG decides
+    assert any(not torch.equal(unseeded[0][k], unseeded[1][k]) for k in first)

@@ -82,7 +82,7 @@ def fit_linear_probe(teacher: torch.nn.Module, items: Sequence[dict], num_classe
 
 def fit_stage_probe(teacher: torch.nn.Module, dataset: Sequence[dict], num_classes: int, spatial_dims: int,
                     device: str | torch.device = "cpu", steps: int = 300, learning_rate: float = 0.05,
-                    weight_decay: float = 1e-4, batch_size: int = 16) -> StageProbe:
+                    weight_decay: float = 1e-4, batch_size: int = 16, seed: int | None = None) -> StageProbe:
     """Fit a :class:`StageProbe` on the teacher's stage maps of the labelled items of ``dataset``.
 
     The probe is trained full-batch (every labelled voxel each step) with Adam on MONAI's Dice +
@@ -96,6 +96,8 @@ def fit_stage_probe(teacher: torch.nn.Module, dataset: Sequence[dict], num_class
             (a MONAI ``Dataset``); items whose label map is hidden (all ``-1``) are left out.
         num_classes: ``K``, background included.
         spatial_dims: 2 or 3.
+        seed: seeds the probe's initial weights (the Dice part of the loss makes the fit depend
+            on them); ``None`` draws them from the caller's RNG, which a bundle run has seeded.
 
     Returns:
         the fitted probe on ``device``, frozen.
@@ -120,7 +122,10 @@ def fit_stage_probe(teacher: torch.nn.Module, dataset: Sequence[dict], num_class
         raise ValueError("fit_stage_probe: no labelled training item.")
     maps = [torch.cat([b[s] for b in stages]) for s in range(len(stages[0]))]
     target = torch.cat(labels)
-    probe = StageProbe(spatial_dims, [m.shape[1] for m in maps], num_classes).to(device)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        probe = StageProbe(spatial_dims, [m.shape[1] for m in maps], num_classes).to(device)
     dims = [0] + list(range(2, 2 + spatial_dims))
     for s, m in enumerate(maps):
         getattr(probe, f"mean_{s}").copy_(m.mean(dim=dims))

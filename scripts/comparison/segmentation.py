@@ -104,7 +104,7 @@ def fit_probe_cell(args: argparse.Namespace, common: dict[str, Any], seed: int, 
     probe = fit_stage_probe(parser.get_parsed_content("teacher_source"),
                             Dataset(items, transform=parser.get_parsed_content("preprocessing")),
                             parser.get_parsed_content("num_classes"), parser.get_parsed_content("spatial_dims"),
-                            parser.get_parsed_content("device"))
+                            parser.get_parsed_content("device"), seed=seed)  # the same probe each time the cell is scored
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     atomic_torch_save({f"probe.{k}": v.cpu() for k, v in probe.state_dict().items()}, ckpt_dir / "model.pt")
     datalist = parser.get_parsed_content("datalist")
