@@ -159,6 +159,8 @@ def test_bundle_training_saves_its_split_and_evaluate_scores_it_after_the_folder
     run_bundle("training", bundle_configs("rd_classification_2d", "train.yaml", "methods/student.yaml"), tmp_path,
                epochs=1, registered_model_name=None, **common)
     trained_test = _ids(load_datalist(tmp_path / "models" / TRAINED_SPLIT, "test"))
+    # the model names the data it was trained on (the class folders' folder), not the embedded task
+    assert json.loads((tmp_path / "models" / "model_info.json").read_text())["task"] == "data"
     _add_images(tmp_path / "data", 10, 3)
     result = run_bundle("evaluating", bundle_configs("rd_classification_2d", "train.yaml", "methods/student.yaml",
                                                      "evaluate.yaml"), tmp_path, run_name="test", **common)

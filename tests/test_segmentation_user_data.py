@@ -229,8 +229,10 @@ def test_msd_folder_trains_through_the_bundle_with_dataset_dir_only(tmp_path):
     assert _listing(data) == before
     info = json.loads((copy / "models" / "model_info.json").read_text())
     assert info["class_names"] == NAMES and info["pixdim"] == [1.5, 1.5, 2.0]
+    assert info["task"] == "Task01_Tiny"  # the data it was trained on, not the embedded task's name
     saved = json.loads((copy / "models" / "datalist.json").read_text())  # the split, saved with the model
     assert len(saved["test"]) == 1 and saved["labels"]["2"] == "tumour"
+    assert saved["name"] == "Task01_Tiny"  # not the temporary folder the patches were built in
     # evaluation scores the saved split's whole test volume
     run_bundle("evaluating", bundle_configs("rd_segmentation_3d", "train.yaml", "evaluate.yaml", bundle=copy), copy,
                dataset_dir=str(data), patch_size=32, num_train_patches=4)

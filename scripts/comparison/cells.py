@@ -227,3 +227,11 @@ def probe_run(client: Any, experiment: str, cell: str, params: dict[str, Any], d
         run_id = client.create_run(experiment_id, run_name=cell, tags={DIGEST_TAG: digest}).info.run_id
         client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()])
     return run_id
+
+
+def task_name(parser: ConfigParser) -> str:
+    """``<data>[_<label_set>]_<spatial_dims>d``, e.g. ``colin27_aal_lobe_2d`` (an embedded task) or
+    ``Task01_Tiny_3d`` (the user's data the cell trained on: the bundle's ``data_name``)."""
+    label_set = parser.get_parsed_content("label_set")
+    dims = parser.get_parsed_content("spatial_dims")
+    return "_".join(str(p) for p in (parser.get_parsed_content("data_name"), label_set) if p) + f"_{dims}d"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import PROBE, bundle_kind
-from .cells import best_metric, expected_digest, finished_run, load_bundle, probe_run, recorded_digest
+from .cells import best_metric, expected_digest, finished_run, load_bundle, probe_run, recorded_digest, task_name
 from .segmentation import score_segmentation_cell
 
 if TYPE_CHECKING:
@@ -157,13 +157,6 @@ def datalist_digest_now(args: argparse.Namespace, common: dict[str, Any], method
     if key not in cache:
         cache[key] = datalist_digest(parser.get_parsed_content("datalist"))
     return cache[key]
-
-
-def task_name(parser: ConfigParser) -> str:
-    """``<task>[_<label_set>]_<spatial_dims>d``, e.g. ``colin27_aal_lobe_2d``."""
-    label_set = parser.get_parsed_content("label_set")
-    dims = parser.get_parsed_content("spatial_dims")
-    return "_".join(str(p) for p in (parser.get_parsed_content("task"), label_set) if p) + f"_{dims}d"
 
 
 def score_cell(args: argparse.Namespace, client: Any, experiment: str, common: dict[str, Any], method: str, seed: int,

@@ -25,7 +25,7 @@ import bundle_variants
 
 from . import PROBE, training_configs
 from .cells import (best_metric, cell_overrides, expected_digest, finished_run, load_bundle, probe_run, recorded_digest,
-                    run_bundle)
+                    run_bundle, task_name)
 
 
 def score_segmentation_cell(args: argparse.Namespace, client: Any, experiment: str, common: dict[str, Any], method: str,
@@ -68,14 +68,13 @@ def score_segmentation_cell(args: argparse.Namespace, client: Any, experiment: s
         client.set_terminated(run_id, "FINISHED")
     run = client.get_run(run_id)
     names = parser.get_parsed_content("class_names")[1:]  # foreground classes, in class order
-    task = f"{parser.get_parsed_content('task')}_{parser.get_parsed_content('spatial_dims')}d"
     if method == PROBE:  # the teacher and the probe: what a probe-based segmenter deploys
         network = parser.get_parsed_content("network_def")
         params = sum(p.numel() for p in network.teacher.materialize().parameters()) + \
             sum(p.numel() for p in network.probe.parameters())
     else:
         params = sum(p.numel() for p in torch.jit.load(str(cell_dir / "models" / "model.ts"), map_location="cpu").parameters())
-    row = {"bundle": args.bundle, "task": task, "method": method, "seed": seed, "label_fraction": fraction,
+    row = {"bundle": args.bundle, "task": task_name(parser), "method": method, "seed": seed, "label_fraction": fraction,
            "n_labeled": int(run.data.params.get("num_train_labeled", 0)),
            "n_unlabeled": int(run.data.params.get("num_train_unlabeled", 0)),
            "mean_dice": dice["mean"], "hd95": hd95["mean"],

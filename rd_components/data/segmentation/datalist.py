@@ -55,7 +55,7 @@ __all__ = ["resolve_segmentation_datalist", "segmentation_training_items"]
 logger = logging.getLogger(__name__)
 
 #: bump when the patches cut from the same files change
-USER_SEG_VERSION = "1"
+USER_SEG_VERSION = "2"  # 2: the datalist is named after the data (was its temporary build folder)
 #: validation patches per training patch
 VALIDATION_SHARE = 0.25
 #: share of patches centred on a labelled (non-background) voxel
@@ -188,7 +188,7 @@ def _write_user_patches(folder: Path, source: SegmentationSource, splits: dict[s
             raise BadInputError(f"No usable image / label pair left in the {split} split of {source.path}.")
     names = names or [str(i) for i in range(max(values) + 1)]
     datalist = {
-        "name": folder.name, "source": str(source.path), "labels": {str(i): n for i, n in enumerate(names)},
+        "name": source.name, "source": str(source.path), "labels": {str(i): n for i, n in enumerate(names)},
         "num_classes": len(names), "spatial_dims": spatial_dims, "patch_size": [params["patch_size"]] * spatial_dims,
         "pixdim": pixdim, "split_seed": seed, "generated_splits": generated, "patches_per_image": per_image,
         "images": {k: [it["id"] for it in splits.get(k, [])] for k in _SUB},
