@@ -216,8 +216,8 @@ def test_no_user_data_builds_the_embedded_task(tmp_path, monkeypatch):
 def _train(tmp_path, data, *methods, **extra):
     copy = copy_bundle(tmp_path / "bundle")
     configs = bundle_configs("rd_segmentation_3d", "train.yaml", *methods, bundle=copy)
-    run_bundle("training", configs, copy, dataset_dir=str(data), patch_size=32, num_train_patches=4, batch_size=2,
-               epochs=1, num_workers=0, **extra)
+    run_bundle("training", configs, copy, **{**dict(dataset_dir=str(data), patch_size=32, num_train_patches=4,
+                                                    batch_size=2, epochs=1, num_workers=0), **extra})
     return copy
 
 
@@ -249,3 +249,23 @@ def test_msd_folder_trains_drd_with_the_real_teacher(tmp_path):
     copy = _train(tmp_path, data)
     assert _listing(data) == before
     assert json.loads((copy / "models" / "model_info.json").read_text())["class_names"] == NAMES
+
+
+@pytest.mark.slow
+def test_probe_kd_gated_logs_a_gate_that_follows_each_validation(tmp_path):
+    """probe_kd_gated with the real teacher: the probe's validation Dice is logged beside the
+    student's, and after each epoch's validation the KD gate is open exactly when the probe is ahead."""
+    import mlflow
+
+    data = _msd(tmp_path / "Task01_Tiny")
+    copy = _train(tmp_path, data, "methods/segmentation/probe_kd_gated.yaml", epochs=3)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{copy / 'eval' / 'mlruns.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("rd_segmentation_3d").experiment_id])
+    assert run.data.params["kd_gate"] == "True" and run.data.params["method"] == "probe_kd_gated"
+
+    def history(key):
+        return {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
+
+    gate, probe, student = history("kd_gate"), history("teacher_val_mean_dice"), history("val_mean_dice")
+    assert sorted(gate) == sorted(probe) == sorted(student) == [1, 2, 3]
+    assert all(gate[e] == float(probe[e] > student[e]) for e in gate), (gate, probe, student)

@@ -1,9 +1,10 @@
-"""Handlers: distillation schedule, resumable checkpoints, progress, predictions, reports and plots,
+"""Handlers: distillation schedule and KD gate, resumable checkpoints, progress, predictions, reports and plots,
 export, MLflow registry."""
 
 from .csv_writer import PredictionCSVWriter
 from .distill_schedule import DistillationSchedule, distill_scale
 from .export import AtomicCheckpointSaver, StudentExportHandler, export_torchscript
+from .kd_gate import KDGate
 from .label_maps import LabelMapWriter
 from .mlflow_registry import MLflowRegistryHandler
 from .predictions import PredictionCollector
@@ -18,6 +19,7 @@ __all__ = [
     "DistillationSchedule",
     "distill_scale",
     "EvaluationReportHandler",
+    "KDGate",
     "LabelMapWriter",
     "MLflowRegistryHandler",
     "PredictionCSVWriter",

@@ -40,7 +40,9 @@ class DRDLoss(nn.Module):
     ``kd_weight`` times ``distill_scale``, which a
     :class:`~rd_components.handlers.DistillationSchedule` in ``decay`` mode lowers linearly
     from 1 to 0 over training, as DRD does; the CKA weight ``c`` stays constant unless
-    ``schedule_cka`` makes it follow ``distill_scale`` too.
+    ``schedule_cka`` makes it follow ``distill_scale`` too. ``b`` is also multiplied by
+    ``kd_gate`` (1 unless a :class:`~rd_components.handlers.KDGate` closes it while the student
+    is ahead of the teacher branch on validation).
 
     Args:
         hybrid_weight: weight of the hybrid branch's supervised term.
@@ -91,6 +93,7 @@ class DRDLoss(nn.Module):
         self.schedule_cka = bool(schedule_cka)
         self.detach_teacher = bool(detach_teacher)
         self.distill_scale = 1.0  # set per iteration by DistillationSchedule
+        self.kd_gate = 1.0  # set after each validation by KDGate, when one is attached
         self.supervised = DiceCELoss(to_onehot_y=True, softmax=True)
         self.kd = KDLoss(temperature)
         self.cka = CKALoss(unbiased=cka_unbiased)
@@ -151,7 +154,7 @@ class DRDLoss(nn.Module):
         terms["loss"] = (
             terms["sup_student"]
             + self.hybrid_weight * scale * terms["sup_hybrid"]
-            + self.kd_weight * scale * terms["kd"]
+            + self.kd_weight * self.kd_gate * scale * terms["kd"]
             + self.cka_weight * cka_factor * terms["cka"]
         )
         return terms
