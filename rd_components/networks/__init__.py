@@ -9,7 +9,7 @@ from torch import nn
 
 from .classifier import SharedClassifier
 from .deployable import DeployableStudent
-from .lora import LoRAClassifier, pointwise_layer_names
+from .lora import AdaptedTeacherReprogrammer, LoRAClassifier, inject_lora, pointwise_layer_names
 from .reprogrammer import Reprogrammer
 from .segmentation import DeepReprogrammer, SegmentationStudent, StageResizer
 from .stage_probe import StageProbe, StageProbeSegmenter
@@ -26,7 +26,9 @@ __all__ = [
     "FlippedViewTeacher",
     "SoftTargets",
     "LinearProbe",
+    "AdaptedTeacherReprogrammer",
     "LoRAClassifier",
+    "inject_lora",
     "PooledFeatures",
     "Reprogrammer",
     "SharedClassifier",
