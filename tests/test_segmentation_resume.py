@@ -83,7 +83,8 @@ def test_segmentation_config_resumes_what_it_trains():
     handlers = config["train"]["handlers"]
     assert handlers[0] == "@resume_handler" and handlers.index("@registry") < handlers.index("@mlflow_train")
     assert set(config["resume_handler"]["objects"]) == {"network", "reprogrammer", "loss", "optimizer", "lr_scheduler",
-                                                        "validator", "best_model_saver", "segmentation_report"}
+                                                        "validator", "best_model_saver", "segmentation_report", "kd_gate"}
+    assert handlers.index("@validation_handler") < handlers.index("@kd_gate_handler")  # the gate reads that validation
     assert "resumed_run_name" in config["run_name"]  # the base's: a resumed run continues its MLflow run
 
 
