@@ -47,13 +47,19 @@ def test_lora_trains_adapters_and_head_only(tmp_path):
     torch.testing.assert_close(loaded(x), model.eval()(x), rtol=1e-4, atol=1e-4)
 
 
-def test_lora_overlay_trains_with_the_bundle(tmp_path):
+def _train_overlay(tmp_path, overlay: str, experiment: str):
+    """One epoch of the 2D classification bundle with ``overlay`` on a tiny tissue set: (eval dir, models dir)."""
     data_dir = build_dataset(tmp_path / "data", "mni152_tissue", 2, "nifti", patch_size=32, n_train=12, n_val=6, n_test=6,
                              progress=False).parent
     out, ckpt = tmp_path / "eval", tmp_path / "models"
-    run_bundle("training", bundle_configs("rd_classification_2d", "train.yaml", "methods/lora.yaml"), tmp_path,
+    run_bundle("training", bundle_configs("rd_classification_2d", "train.yaml", overlay), tmp_path,
                dataset_dir=str(data_dir), output_dir=str(out), ckpt_dir=str(ckpt), patch_size=[32, 32], batch_size=6,
-               epochs=1, experiment_name="lora", registered_model_name="lora")
+               epochs=1, experiment_name=experiment, registered_model_name=experiment)
+    return out, ckpt
+
+
+def test_lora_overlay_trains_with_the_bundle(tmp_path):
+    out, ckpt = _train_overlay(tmp_path, "methods/lora.yaml", "lora")
     info = json.loads((ckpt / "model_info.json").read_text())
     assert info["method"] == "lora" and info["student"] == "lora:efficientnet_lite0"
     assert info["torchscript_max_abs_diff"] <= 1e-4
@@ -99,12 +105,7 @@ def test_rd_with_an_adapted_teacher_trains_adapters_reprogrammer_and_student():
 
 
 def test_rd_lora_teacher_overlay_trains_the_student_with_the_bundle(tmp_path):
-    data_dir = build_dataset(tmp_path / "data", "mni152_tissue", 2, "nifti", patch_size=32, n_train=12, n_val=6, n_test=6,
-                             progress=False).parent
-    out, ckpt = tmp_path / "eval", tmp_path / "models"
-    run_bundle("training", bundle_configs("rd_classification_2d", "train.yaml", "methods/rd_lora_teacher.yaml"), tmp_path,
-               dataset_dir=str(data_dir), output_dir=str(out), ckpt_dir=str(ckpt), patch_size=[32, 32], batch_size=6,
-               epochs=1, experiment_name="rd_lora", registered_model_name="rd_lora")
+    out, ckpt = _train_overlay(tmp_path, "methods/rd_lora_teacher.yaml", "rd_lora")
     info = json.loads((ckpt / "model_info.json").read_text())
     assert info["method"] == "rd_lora_teacher" and not info["student"].startswith("lora:")  # the student is deployed
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
