@@ -259,6 +259,8 @@ def test_probe_kd_gated_logs_a_gate_that_follows_each_validation(tmp_path):
 
     data = _msd(tmp_path / "Task01_Tiny")
     copy = _train(tmp_path, data, "methods/segmentation/probe_kd_gated.yaml", epochs=3)
+    info = json.loads((copy / "models" / "model_info.json").read_text())
+    assert info["class_names"] == NAMES and info["task"] == "Task01_Tiny"  # the folder's, not the embedded task's
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{copy / 'eval' / 'mlruns.db'}")
     [run] = client.search_runs([client.get_experiment_by_name("rd_segmentation_3d").experiment_id])
     assert run.data.params["kd_gate"] == "True" and run.data.params["method"] == "probe_kd_gated"
